@@ -1,0 +1,3 @@
+//! The berth binaries' command-line layers. All behaviour lives in the library crates.
+
+pub mod runtime_cli;

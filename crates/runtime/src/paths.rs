@@ -1,0 +1,151 @@
+//! Resolving mount and device destinations *inside* the container's rootfs. Every lookup goes through
+//! openat2(RESOLVE_IN_ROOT) on the rootfs directory, so `..` and symlinks in the image (absolute or relative)
+//! can never lead a mount or a device node outside it.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+use crate::syscall::{openat2, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS};
+
+const RESOLVE: u64 = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+
+/// Opens `path` (taken as relative to `root` even when absolute) with O_PATH, resolved inside `root`.
+pub fn open_in_root(root: BorrowedFd, path: &Path) -> io::Result<OwnedFd> {
+    openat2(root, &relative(path), libc::O_PATH, 0, RESOLVE)
+}
+
+fn relative(path: &Path) -> PathBuf {
+    let rel: PathBuf = path
+        .components()
+        .filter(|c| !matches!(c, Component::RootDir | Component::Prefix(_)))
+        .collect();
+    if rel.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        rel
+    }
+}
+
+/// mkdir -p inside `root`; returns an O_PATH descriptor of the final directory.
+pub fn mkdir_all_in_root(root: BorrowedFd, path: &Path, mode: u32) -> io::Result<OwnedFd> {
+    match openat2(
+        root,
+        &relative(path),
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+        RESOLVE,
+    ) {
+        Ok(fd) => return Ok(fd),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+        Err(e) => return Err(e),
+    }
+    let mut cur = openat2(
+        root,
+        Path::new("."),
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+        RESOLVE,
+    )?;
+    let mut so_far = PathBuf::new();
+    for comp in relative(path).components() {
+        let name = match comp {
+            Component::Normal(n) => n,
+            Component::CurDir => continue,
+            // `..` is resolved by openat2 against the root: re-resolve the prefix from the root.
+            Component::ParentDir => {
+                so_far.push("..");
+                cur = openat2(root, &so_far, libc::O_PATH | libc::O_DIRECTORY, 0, RESOLVE)?;
+                continue;
+            }
+            _ => continue,
+        };
+        so_far.push(name);
+        match openat2(root, &so_far, libc::O_PATH | libc::O_DIRECTORY, 0, RESOLVE) {
+            Ok(fd) => cur = fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                let c = crate::syscall::cstr(Path::new(name))?;
+                // SAFETY: `cur` is an open directory fd and `c` a valid single-component name.
+                let r = unsafe {
+                    libc::mkdirat(std::os::fd::AsRawFd::as_raw_fd(&cur), c.as_ptr(), mode)
+                };
+                if r != 0 {
+                    let e = io::Error::last_os_error();
+                    if e.raw_os_error() != Some(libc::EEXIST) {
+                        return Err(e);
+                    }
+                }
+                // Opening through the root again: if `name` is a (dangling) symlink this still stays inside.
+                cur = openat2(root, &so_far, libc::O_PATH | libc::O_DIRECTORY, 0, RESOLVE)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(cur)
+}
+
+/// Makes sure a file exists at `path` inside `root` (for bind-mounting a file); returns it O_PATH.
+pub fn create_file_in_root(root: BorrowedFd, path: &Path) -> io::Result<OwnedFd> {
+    if let Some(parent) = path.parent() {
+        mkdir_all_in_root(root, parent, 0o755)?;
+    }
+    match open_in_root(root, path) {
+        Ok(fd) => return Ok(fd),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+        Err(e) => return Err(e),
+    }
+    let f = openat2(
+        root,
+        &relative(path),
+        libc::O_CREAT | libc::O_WRONLY | libc::O_NOFOLLOW,
+        0o644,
+        RESOLVE,
+    )?;
+    drop(f);
+    open_in_root(root, path)
+}
+
+/// Is the O_PATH descriptor a directory?
+pub fn is_dir(fd: BorrowedFd) -> io::Result<bool> {
+    let st = nix::sys::stat::fstat(fd).map_err(io::Error::from)?;
+    Ok(st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+}
+
+pub fn open_root_dir(path: &Path) -> io::Result<OwnedFd> {
+    let fd = std::fs::File::open(path)?;
+    let owned: OwnedFd = fd.into();
+    let _ = owned.as_fd();
+    Ok(owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn symlinks_stay_inside_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("abs")).unwrap();
+        std::os::unix::fs::symlink("../../outside", root.join("rel")).unwrap();
+        let rootfd = open_root_dir(&root).unwrap();
+        mkdir_all_in_root(rootfd.as_fd(), Path::new("/abs/x/y"), 0o755).unwrap();
+        mkdir_all_in_root(rootfd.as_fd(), Path::new("/rel/z"), 0o755).unwrap();
+        mkdir_all_in_root(rootfd.as_fd(), Path::new("/../../q"), 0o755).unwrap();
+        create_file_in_root(rootfd.as_fd(), Path::new("/abs/file")).unwrap();
+        assert!(
+            std::fs::read_dir(&outside).unwrap().next().is_none(),
+            "nothing created outside"
+        );
+        assert!(root
+            .join(outside.strip_prefix("/").unwrap())
+            .join("x/y")
+            .is_dir());
+        assert!(root.join("outside/z").is_dir());
+        assert!(root.join("q").is_dir());
+    }
+}
