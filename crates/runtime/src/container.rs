@@ -852,13 +852,13 @@ fn check_unsupported(spec: &Spec) -> Result<(), Error> {
 /// `update` merges: fields set in `new` replace the stored ones.
 fn merge_resources(mut old: LinuxResources, new: &LinuxResources) -> LinuxResources {
     if new.memory().is_some() {
-        old.set_memory(new.memory().clone());
+        old.set_memory(*new.memory());
     }
     if new.cpu().is_some() {
         old.set_cpu(new.cpu().clone());
     }
     if new.pids().is_some() {
-        old.set_pids(new.pids().clone());
+        old.set_pids(*new.pids());
     }
     if new.block_io().is_some() {
         old.set_block_io(new.block_io().clone());

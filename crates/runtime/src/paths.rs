@@ -27,61 +27,74 @@ fn relative(path: &Path) -> PathBuf {
     }
 }
 
-/// mkdir -p inside `root`; returns an O_PATH descriptor of the final directory.
+/// mkdir -p inside `root`; returns an O_PATH descriptor of the final directory. A symlink on the way whose
+/// target does not exist yet is followed (inside the root) and its target created, as securejoin does.
 pub fn mkdir_all_in_root(root: BorrowedFd, path: &Path, mode: u32) -> io::Result<OwnedFd> {
-    match openat2(
-        root,
-        &relative(path),
-        libc::O_PATH | libc::O_DIRECTORY,
-        0,
-        RESOLVE,
-    ) {
+    mkdir_all_depth(root, &relative(path), mode, 0)
+}
+
+fn mkdir_all_depth(root: BorrowedFd, path: &Path, mode: u32, depth: u32) -> io::Result<OwnedFd> {
+    if depth > 40 {
+        return Err(io::Error::from_raw_os_error(libc::ELOOP));
+    }
+    match openat2(root, path, libc::O_PATH | libc::O_DIRECTORY, 0, RESOLVE) {
         Ok(fd) => return Ok(fd),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
         Err(e) => return Err(e),
     }
-    let mut cur = openat2(
-        root,
-        Path::new("."),
-        libc::O_PATH | libc::O_DIRECTORY,
-        0,
-        RESOLVE,
-    )?;
+    let comps: Vec<Component> = path.components().collect();
     let mut so_far = PathBuf::new();
-    for comp in relative(path).components() {
+    for (i, comp) in comps.iter().enumerate() {
         let name = match comp {
-            Component::Normal(n) => n,
-            Component::CurDir => continue,
-            // `..` is resolved by openat2 against the root: re-resolve the prefix from the root.
+            Component::Normal(n) => *n,
             Component::ParentDir => {
                 so_far.push("..");
-                cur = openat2(root, &so_far, libc::O_PATH | libc::O_DIRECTORY, 0, RESOLVE)?;
                 continue;
             }
             _ => continue,
         };
+        let parent = openat2(
+            root,
+            if so_far.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                &so_far
+            },
+            libc::O_PATH | libc::O_DIRECTORY,
+            0,
+            RESOLVE,
+        )?;
         so_far.push(name);
         match openat2(root, &so_far, libc::O_PATH | libc::O_DIRECTORY, 0, RESOLVE) {
-            Ok(fd) => cur = fd,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                let c = crate::syscall::cstr(Path::new(name))?;
-                // SAFETY: `cur` is an open directory fd and `c` a valid single-component name.
-                let r = unsafe {
-                    libc::mkdirat(std::os::fd::AsRawFd::as_raw_fd(&cur), c.as_ptr(), mode)
-                };
-                if r != 0 {
-                    let e = io::Error::last_os_error();
-                    if e.raw_os_error() != Some(libc::EEXIST) {
-                        return Err(e);
-                    }
-                }
-                // Opening through the root again: if `name` is a (dangling) symlink this still stays inside.
-                cur = openat2(root, &so_far, libc::O_PATH | libc::O_DIRECTORY, 0, RESOLVE)?;
-            }
+            Ok(_) => continue,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
             Err(e) => return Err(e),
         }
+        let c = crate::syscall::cstr(Path::new(name))?;
+        // SAFETY: `parent` is an open directory fd and `c` a valid single-component name.
+        let r =
+            unsafe { libc::mkdirat(std::os::fd::AsRawFd::as_raw_fd(&parent), c.as_ptr(), mode) };
+        if r == 0 {
+            continue;
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EEXIST) {
+            return Err(e);
+        }
+        // `name` exists but does not resolve: a dangling symlink. Create its target, inside the root.
+        let target = nix::fcntl::readlinkat(&parent, name).map_err(io::Error::from)?;
+        let target = PathBuf::from(target);
+        let mut next = if target.is_absolute() {
+            relative(&target)
+        } else {
+            so_far.parent().map(|p| p.join(&target)).unwrap_or(target)
+        };
+        for rest in &comps[i + 1..] {
+            next.push(rest.as_os_str());
+        }
+        return mkdir_all_depth(root, &next, mode, depth + 1);
     }
-    Ok(cur)
+    openat2(root, path, libc::O_PATH | libc::O_DIRECTORY, 0, RESOLVE)
 }
 
 /// Makes sure a file exists at `path` inside `root` (for bind-mounting a file); returns it O_PATH.

@@ -412,7 +412,7 @@ fn apply_scheduling(chan: &Channel, process: &Process, spec: &Spec) {
 
 fn rlimit_resource(t: PosixRlimitType) -> u32 {
     use PosixRlimitType::*;
-    (match t {
+    match t {
         RlimitCpu => libc::RLIMIT_CPU,
         RlimitFsize => libc::RLIMIT_FSIZE,
         RlimitData => libc::RLIMIT_DATA,
@@ -429,7 +429,7 @@ fn rlimit_resource(t: PosixRlimitType) -> u32 {
         RlimitNice => libc::RLIMIT_NICE,
         RlimitRtprio => libc::RLIMIT_RTPRIO,
         RlimitRttime => libc::RLIMIT_RTTIME,
-    }) as u32
+    }
 }
 
 /// $PATH lookup in the container's view, as execvp would do, but before Ready so a typo fails `create`.
@@ -441,10 +441,10 @@ fn lookup(name: &str, env: &[String]) -> Result<PathBuf, String> {
             .unwrap_or(false)
     };
     if name.contains('/') {
-        return if std::fs::metadata(name).is_ok() {
-            Ok(PathBuf::from(name))
-        } else {
-            Err("no such file or directory".into())
+        return match std::fs::metadata(name) {
+            Ok(_) => Ok(PathBuf::from(name)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err("no such file or directory".into()),
+            Err(e) => Err(e.to_string()),
         };
     }
     let path = env

@@ -1,7 +1,7 @@
 //! `update`'s flags and --resources JSON -> linux.resources.
 
 use anyhow::{anyhow, Context, Result};
-use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
+use oci_spec::runtime::{LinuxPids, LinuxResources};
 
 use super::args::UpdateArgs;
 
@@ -42,7 +42,7 @@ pub fn resources(u: &UpdateArgs) -> Result<LinuxResources> {
         None => LinuxResources::default(),
     };
     if u.memory.is_some() || u.memory_reservation.is_some() || u.memory_swap.is_some() {
-        let mut m = r.memory().clone().unwrap_or_else(LinuxMemory::default);
+        let mut m = (*r.memory()).unwrap_or_default();
         if let Some(v) = &u.memory {
             m.set_limit(Some(parse_size(v).context("--memory")?));
         }
@@ -62,7 +62,7 @@ pub fn resources(u: &UpdateArgs) -> Result<LinuxResources> {
         || u.cpu_rt_period.is_some()
         || u.cpu_rt_runtime.is_some()
     {
-        let mut c = r.cpu().clone().unwrap_or_else(LinuxCpu::default);
+        let mut c = r.cpu().clone().unwrap_or_default();
         if let Some(v) = u.cpu_period {
             c.set_period(Some(v));
         }
@@ -92,7 +92,7 @@ pub fn resources(u: &UpdateArgs) -> Result<LinuxResources> {
         r.set_pids(Some(p));
     }
     if let Some(v) = u.blkio_weight {
-        let mut b = r.block_io().clone().unwrap_or_else(LinuxBlockIo::default);
+        let mut b = r.block_io().clone().unwrap_or_default();
         b.set_weight(Some(v));
         r.set_block_io(Some(b));
     }
