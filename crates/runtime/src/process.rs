@@ -443,7 +443,9 @@ fn lookup(name: &str, env: &[String]) -> Result<PathBuf, String> {
     if name.contains('/') {
         return match std::fs::metadata(name) {
             Ok(_) => Ok(PathBuf::from(name)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err("no such file or directory".into()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err("no such file or directory".into())
+            }
             Err(e) => Err(e.to_string()),
         };
     }

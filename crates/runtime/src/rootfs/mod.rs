@@ -211,6 +211,13 @@ pub fn finalize(plan: &Plan) -> Result<(), RootfsError> {
     let Some(linux) = plan.spec.linux() else {
         return Ok(());
     };
+    // Before readonlyPaths: /proc/sys is usually among them.
+    if let Some(sysctl) = linux.sysctl() {
+        for (k, v) in sysctl {
+            let path = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
+            std::fs::write(&path, v).map_err(err(format!("set sysctl {k}"), &path))?;
+        }
+    }
     if let Some(paths) = linux.masked_paths() {
         for p in paths {
             mask(Path::new(p))?;
@@ -219,12 +226,6 @@ pub fn finalize(plan: &Plan) -> Result<(), RootfsError> {
     if let Some(paths) = linux.readonly_paths() {
         for p in paths {
             readonly(Path::new(p))?;
-        }
-    }
-    if let Some(sysctl) = linux.sysctl() {
-        for (k, v) in sysctl {
-            let path = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
-            std::fs::write(&path, v).map_err(err(format!("set sysctl {k}"), &path))?;
         }
     }
     if plan
