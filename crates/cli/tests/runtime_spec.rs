@@ -294,3 +294,144 @@ fn unsupported_features_are_refused_by_name() {
     assert_eq!(code, 1);
     assert!(err.contains("tmpcopyup"), "{err}");
 }
+
+#[test]
+fn foreground_terminal_is_relayed_without_a_console_socket() {
+    let rt = Runtime::new(BIN);
+    let b = Bundle::new(&sh("tty; echo relayed; exit 4"));
+    b.edit(|c| c["process"]["terminal"] = json!(true));
+    let (code, out, err) = run(&rt, &b, &[]);
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        out.contains("/dev/pts/0") && out.contains("relayed"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn net_devices_move_into_the_container() {
+    // The test plays the host inside its own network namespace, with a dummy interface to hand over.
+    let rt = Runtime::new(BIN);
+    let b = Bundle::new(&sh("ip -o link show | cut -d: -f2 | tr -d ' '"));
+    b.edit(|c| c["linux"]["netDevices"] = json!({"bdummy0": {"name": "eth9"}}));
+    let id = rt.id("netdev");
+    let script = format!(
+        "ip link add bdummy0 type veth peer name bpeer0 && exec {BIN} --root {} run --bundle {} {id}",
+        rt.root().display(),
+        b.path.display()
+    );
+    let o = testsupport::output_via_files(
+        std::process::Command::new("unshare").args(["--net", "sh", "-c", &script]),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let names: Vec<String> = stdout(&o)
+        .lines()
+        .map(|l| l.split('@').next().unwrap_or(l).to_string())
+        .collect();
+    assert!(names.contains(&"eth9".to_string()), "{names:?}");
+    let b = Bundle::new(&["true"]);
+    b.edit(|c| c["linux"]["netDevices"] = json!({"nosuchdev0": {}}));
+    let (code, _, err) = run(&rt, &b, &[]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("linux.netDevices") && err.contains("nosuchdev0"),
+        "{err}"
+    );
+}
+
+#[test]
+fn idmapped_bind_mount() {
+    use std::os::unix::fs::MetadataExt;
+    let rt = Runtime::new(BIN);
+    let data = tempfile::tempdir().unwrap();
+    // On disk the file is root's; through a mount idmapped with 0 -> 1000 it shows as 1000 (a container with
+    // the same user namespace mapping then sees it as its root).
+    std::fs::write(data.path().join("f"), "x").unwrap();
+    let b = Bundle::new(&sh("stat -c '%u %g' /data/f"));
+    b.edit(|c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/data", "type": "bind", "source": data.path(), "options": ["bind", "idmap"],
+            "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
+            "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]
+        }))
+    });
+    let (code, out, err) = run(&rt, &b, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.trim(),
+        "1000 1000",
+        "on-disk 0 shows as 1000 through the idmapped mount"
+    );
+    assert_eq!(std::fs::metadata(data.path().join("f")).unwrap().uid(), 0);
+}
+
+#[test]
+fn recursive_read_only_and_propagation_options() {
+    let rt = Runtime::new(BIN);
+    let data = tempfile::tempdir().unwrap();
+    let b = Bundle::new(&sh(
+        "touch /data/x 2>&1; grep ' /data ' /proc/self/mountinfo",
+    ));
+    b.edit(|c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/data", "type": "bind", "source": data.path(), "options": ["rbind", "rro", "rprivate"]
+        }));
+        c["linux"]["rootfsPropagation"] = json!("rslave");
+    });
+    let (code, out, err) = run(&rt, &b, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Read-only file system"), "{out}");
+    assert!(out.contains(" ro,") || out.contains(" ro "), "{out}");
+    assert!(!out.contains("shared:"), "rprivate: {out}");
+}
+
+#[test]
+fn container_hooks_and_timeouts() {
+    let rt = Runtime::new(BIN);
+    let b = Bundle::new(&["cat", "/tmp/started"]);
+    let log = b.path.join("log");
+    b.edit(|c| {
+        c["root"]["readonly"] = json!(false);
+        c["hooks"] = json!({
+            // Runs in the container's namespaces, before pivot_root: paths are the host's.
+            "createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", format!("hostname >> {}", log.display())]}],
+            // Runs in the container after start, with the container's root.
+            "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "echo from-start-hook > /tmp/started"]}],
+        })
+    });
+    let (code, out, err) = run(&rt, &b, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "from-start-hook\n");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "berth\n",
+        "createContainer ran in the container's uts namespace"
+    );
+
+    let b = Bundle::new(&["true"]);
+    b.edit(|c| {
+        c["hooks"] =
+            json!({"prestart": [{"path": "/bin/sleep", "args": ["sleep", "10"], "timeout": 1}]})
+    });
+    let t = std::time::Instant::now();
+    let (code, _, err) = run(&rt, &b, &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("timed out after 1s"), "{err}");
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn older_and_newer_1x_configs_are_accepted() {
+    let rt = Runtime::new(BIN);
+    for v in ["1.0.0", "1.0.2-dev", "1.1.0", "1.2.1"] {
+        let b = Bundle::new(&["true"]);
+        b.edit(|c| c["ociVersion"] = json!(v));
+        let (code, _, err) = run(&rt, &b, &[]);
+        assert_eq!(code, 0, "{v}: {err}");
+    }
+    let b = Bundle::new(&["true"]);
+    b.edit(|c| c["ociVersion"] = json!("0.9.0"));
+    let (code, _, err) = run(&rt, &b, &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("ociVersion"), "{err}");
+}

@@ -147,6 +147,19 @@ fn stage_b(ctx: InitContext) -> ! {
         host_mnt_ns: ctx.host_mnt_ns,
         idmap_userns: &ctx.idmap_userns,
     };
+    if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        step!(chan, nix::unistd::sethostname(h), "set hostname {h:?}");
+    }
+    if let Some(d) = spec.domainname().as_deref().filter(|h| !h.is_empty()) {
+        let c = step!(chan, CString::new(d.as_bytes()), "set domainname");
+        // SAFETY: a valid buffer of the given length.
+        if unsafe { libc::setdomainname(c.as_ptr(), d.len()) } != 0 {
+            fail(
+                chan,
+                format!("set domainname {d:?}: {}", std::io::Error::last_os_error()),
+            );
+        }
+    }
     let rootfd = step!(chan, rootfs::prepare(&plan), "rootfs");
     if ctx.has_hooks {
         chan.send(Tag::Hooks, b"")
@@ -160,19 +173,6 @@ fn stage_b(ctx: InitContext) -> ! {
                 chan,
                 crate::hooks::run_all("createContainer", h.create_container().as_ref(), &state),
                 "hook"
-            );
-        }
-    }
-    if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
-        step!(chan, nix::unistd::sethostname(h), "set hostname {h:?}");
-    }
-    if let Some(d) = spec.domainname().as_deref().filter(|h| !h.is_empty()) {
-        let c = step!(chan, CString::new(d.as_bytes()), "set domainname");
-        // SAFETY: a valid buffer of the given length.
-        if unsafe { libc::setdomainname(c.as_ptr(), d.len()) } != 0 {
-            fail(
-                chan,
-                format!("set domainname {d:?}: {}", std::io::Error::last_os_error()),
             );
         }
     }

@@ -145,6 +145,8 @@ pub fn mount_setattr(dir: BorrowedFd, path: &Path, flags: u32, attr: &MountAttr)
 
 pub const OPEN_TREE_CLONE: u32 = 1;
 pub const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
+/// Follow the target if it is a (magic) link such as /proc/self/fd/N.
+pub const MOVE_MOUNT_T_SYMLINKS: u32 = 0x10;
 
 /// open_tree(2): a detached copy of the mount at `path` (OPEN_TREE_CLONE, AT_RECURSIVE as asked).
 pub fn open_tree(dir: BorrowedFd, path: &Path, flags: u32) -> io::Result<OwnedFd> {
@@ -174,7 +176,7 @@ pub fn move_mount(from: BorrowedFd, to: &Path) -> io::Result<()> {
             empty.as_ptr(),
             libc::AT_FDCWD,
             c.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_SYMLINKS,
         )
     })
     .map(drop)

@@ -310,3 +310,17 @@ pub(crate) fn remount_ro(p: &Path) -> io::Result<()> {
     let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | locked_flags(p)?;
     mount(None::<&str>, p, None::<&str>, flags, None::<&str>).map_err(io::Error::from)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The guard every mount path goes through: in the runtime's own mount namespace it must refuse.
+    #[test]
+    fn refuses_to_mount_in_the_runtimes_namespace() {
+        let own = crate::namespaces::ns_inode("self", "mnt").unwrap();
+        let e = guard_own_mount_ns(own).unwrap_err();
+        assert!(e.to_string().contains("refusing"), "{e}");
+        assert!(guard_own_mount_ns(own + 1).is_ok());
+    }
+}
