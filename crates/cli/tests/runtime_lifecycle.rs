@@ -627,3 +627,151 @@ fn recv_fd(conn: &std::os::unix::net::UnixStream) -> std::os::fd::OwnedFd {
         std::os::fd::OwnedFd::from_raw_fd(fd)
     }
 }
+
+/// The container's cgroup directory in every v1 hierarchy (or the v2 one), by runc's nesting rule.
+fn expected_cgroup_dirs(id: &str) -> Vec<std::path::PathBuf> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let mut v = Vec::new();
+    for line in own.lines() {
+        let mut f = line.splitn(3, ':');
+        let (_, ctrls, path) = (f.next().unwrap(), f.next().unwrap(), f.next().unwrap());
+        let base = if ctrls.is_empty() {
+            if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+                "/sys/fs/cgroup".to_string()
+            } else {
+                continue;
+            }
+        } else {
+            format!("/sys/fs/cgroup/{}", ctrls.trim_start_matches("name="))
+        };
+        v.push(Path::new(&base).join(path.trim_start_matches('/')).join(id));
+    }
+    v
+}
+
+#[test]
+fn failed_create_leaves_no_cgroup_and_logs_json() {
+    let rt = rt();
+    let b = Bundle::new(&["true"]);
+    b.edit(|c| {
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "/x", "type": "nosuchfs", "source": "none"}))
+    });
+    let id = rt.id("failcg");
+    let log = b.path.join("runtime.log");
+    let o = rt.run(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "create",
+        "--bundle",
+        b.path.to_str().unwrap(),
+        &id,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("mount nosuchfs on /x"),
+        "{}",
+        stderr(&o)
+    );
+    for d in expected_cgroup_dirs(&id) {
+        assert!(
+            !d.exists(),
+            "cgroup {} left after a failed create",
+            d.display()
+        );
+    }
+    assert!(!rt.root().join(&id).exists());
+    let line = std::fs::read_to_string(&log).unwrap();
+    let v: serde_json::Value = serde_json::from_str(line.lines().last().unwrap()).unwrap();
+    assert_eq!(v["level"], "error");
+    assert!(v["msg"].as_str().unwrap().contains("nosuchfs"), "{v}");
+    assert!(v["time"].as_str().is_some());
+}
+
+#[test]
+fn exec_tty_sends_the_master_to_the_console_socket() {
+    use std::os::unix::net::UnixListener;
+    let rt = rt();
+    let b = Bundle::new(&["sleep", "30"]);
+    let id = rt.id("exectty");
+    assert!(rt
+        .run(&["run", "-d", "--bundle", b.path.to_str().unwrap(), &id])
+        .status
+        .success());
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("c.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let h = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        recv_fd(&conn)
+    });
+    let o = rt.run(&[
+        "exec",
+        "-t",
+        "-d",
+        "--console-socket",
+        sock.to_str().unwrap(),
+        &id,
+        "sh",
+        "-c",
+        "tty; echo exec-tty",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut f = std::fs::File::from(h.join().unwrap());
+    let mut out = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut f, &mut out);
+    let s = String::from_utf8_lossy(&out);
+    assert!(s.contains("/dev/pts/") && s.contains("exec-tty"), "{s}");
+}
+
+#[test]
+fn seccomp_notify_fd_reaches_the_listener() {
+    use std::os::unix::net::UnixListener;
+    let rt = rt();
+    let b = Bundle::new(&["true"]);
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("agent.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    b.edit(|c| {
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": sock,
+            "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_NOTIFY"}]
+        })
+    });
+    let id = rt.id("notify");
+    let h = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 8192];
+        let mut cmsg = [0u8; 64];
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: a zeroed msghdr pointing at our buffers.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cmsg.as_mut_ptr().cast();
+        msg.msg_controllen = cmsg.len();
+        // SAFETY: valid socket and msghdr.
+        let n = unsafe { libc::recvmsg(std::os::fd::AsRawFd::as_raw_fd(&conn), &mut msg, 0) };
+        assert!(n > 0);
+        // SAFETY: the control buffer was filled by the kernel.
+        let has_fd = unsafe { !libc::CMSG_FIRSTHDR(&msg).is_null() };
+        (
+            String::from_utf8_lossy(&buf[..n as usize]).into_owned(),
+            has_fd,
+        )
+    });
+    let o = rt.run(&["create", "--bundle", b.path.to_str().unwrap(), &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (state, has_fd) = h.join().unwrap();
+    assert!(has_fd, "the notify fd came with SCM_RIGHTS");
+    assert!(state.contains(&id), "{state}");
+    assert!(rt.run(&["delete", "--force", &id]).status.success());
+}
