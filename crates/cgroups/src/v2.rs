@@ -92,10 +92,14 @@ pub fn swap_value(swap: i64, memory: i64) -> Result<i64, CgroupError> {
 pub fn memory(dir: &Path, m: &LinuxMemory) -> Result<(), CgroupError> {
     let limit = m.limit().unwrap_or(0);
     let swap = swap_value(m.swap().unwrap_or(0), limit)?;
+    // runc: memory+swap equal to the memory limit (swap_value 0, which otherwise means "unset")
+    // disables swap: memory.swap.max = 0.
+    let no_swap = swap == 0 && m.swap().is_some_and(|s| s > 0);
     // swap.max first: lowering memory.max never fails, but swap may need to be lifted first.
-    if swap != 0 {
+    if swap != 0 || no_swap {
         if !dir.join("memory.swap.max").exists() {
-            if swap != -1 {
+            // Without swap accounting there is no swap to disable.
+            if swap != -1 && !no_swap {
                 return Err(CgroupError::Unsupported(format!(
                     "linux.resources.memory.swap: {} is missing (swap accounting is disabled)",
                     dir.join("memory.swap.max").display()

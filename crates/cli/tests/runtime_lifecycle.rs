@@ -540,11 +540,13 @@ fn runtime_binary_is_read_only_to_the_container() {
     let pid = rt.state(&id)["pid"].as_i64().unwrap();
     let sealed = nix_statvfs(&format!("/proc/{pid}/exe"));
     let o = rt.run(&["exec", "-d", &id, "sh", "-c",
-        "exec 3</proc/1/exe; while [ -e /proc/self/fd/3 ] && grep -q berth /proc/1/cmdline; do usleep 20000; done; \
+        "exec 3</proc/1/exe; while [ ! -e /tmp/started ] || grep -q berth /proc/1/cmdline; do usleep 20000; done; \
          (echo pwned >> /proc/self/fd/3) 2>/tmp/err; echo $? > /tmp/rc"]);
     assert!(o.status.success(), "{}", stderr(&o));
     std::thread::sleep(Duration::from_millis(200));
     assert!(rt.run(&["start", &id]).status.success());
+    // Only now has every runtime process running this binary exited (older kernels check ETXTBSY first).
+    std::fs::write(b.rootfs().join("tmp/started"), "").unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while !b.rootfs().join("tmp/rc").exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));

@@ -91,7 +91,7 @@ impl Channel {
 
     /// Receives one message; Ok(None) when the other side closed (exited or exec'd).
     pub fn recv(&self) -> std::io::Result<Option<Message>> {
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut buf = vec![0u8; 8 * 1024];
         let mut cmsg = nix::cmsg_space!([RawFd; 1]);
         loop {
             let mut iov = [IoSliceMut::new(&mut buf)];

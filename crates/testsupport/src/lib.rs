@@ -80,7 +80,9 @@ pub fn make_busybox_rootfs(root: &Path) {
         std::fs::create_dir_all(root.join(d)).expect("mkdir rootfs dir");
     }
     std::fs::copy(busybox(), bin.join("busybox")).expect("copy busybox");
-    let out = Command::new(bin.join("busybox"))
+    // The host's busybox, not the fresh copy: another test thread forking right now may still hold the
+    // copy open for writing, and executing it would fail with ETXTBSY.
+    let out = Command::new(busybox())
         .arg("--list")
         .output()
         .expect("busybox --list");

@@ -67,29 +67,29 @@ pub struct UpdateArgs {
     /// JSON file with a linux.resources object ("-" for stdin)
     #[arg(short = 'r', long)]
     pub resources: Option<PathBuf>,
-    #[arg(long, short = 'm')]
+    #[arg(long, short = 'm', allow_hyphen_values = true)]
     pub memory: Option<String>,
     #[arg(long = "memory-reservation")]
     pub memory_reservation: Option<String>,
-    #[arg(long = "memory-swap")]
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
     pub memory_swap: Option<String>,
     #[arg(long = "kernel-memory", hide = true)]
     pub kernel_memory: Option<String>,
     #[arg(long = "cpu-period")]
     pub cpu_period: Option<u64>,
-    #[arg(long = "cpu-quota")]
+    #[arg(long = "cpu-quota", allow_negative_numbers = true)]
     pub cpu_quota: Option<i64>,
     #[arg(long = "cpu-share")]
     pub cpu_share: Option<u64>,
     #[arg(long = "cpu-rt-period")]
     pub cpu_rt_period: Option<u64>,
-    #[arg(long = "cpu-rt-runtime")]
+    #[arg(long = "cpu-rt-runtime", allow_negative_numbers = true)]
     pub cpu_rt_runtime: Option<i64>,
     #[arg(long = "cpuset-cpus")]
     pub cpuset_cpus: Option<String>,
     #[arg(long = "cpuset-mems")]
     pub cpuset_mems: Option<String>,
-    #[arg(long = "pids-limit")]
+    #[arg(long = "pids-limit", allow_negative_numbers = true)]
     pub pids_limit: Option<i64>,
     #[arg(long = "blkio-weight")]
     pub blkio_weight: Option<u16>,
