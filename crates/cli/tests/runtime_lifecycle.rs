@@ -584,7 +584,7 @@ fn console_socket_receives_the_pty_master() {
     let id = rt.id("tty");
     let h = std::thread::spawn(move || {
         let (conn, _) = listener.accept().unwrap();
-        recv_fd(&conn)
+        testsupport::recv_fd(&conn).0
     });
     let o = rt.run(&[
         "run",
@@ -602,32 +602,6 @@ fn console_socket_receives_the_pty_master() {
     let _ = std::io::Read::read_to_end(&mut f, &mut out); // EIO once the slave closes
     let s = String::from_utf8_lossy(&out);
     assert!(s.contains("/dev/pts/0") && s.contains("hi-from-tty"), "{s}");
-}
-
-fn recv_fd(conn: &std::os::unix::net::UnixStream) -> std::os::fd::OwnedFd {
-    use std::os::fd::{AsRawFd, FromRawFd};
-    let mut buf = [0u8; 4096];
-    let mut cmsg = [0u8; 64];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // SAFETY: a zeroed msghdr pointing at our buffers.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cmsg.as_mut_ptr().cast();
-    msg.msg_controllen = cmsg.len();
-    // SAFETY: valid socket and msghdr.
-    let n = unsafe { libc::recvmsg(conn.as_raw_fd(), &mut msg, 0) };
-    assert!(n >= 0);
-    // SAFETY: the kernel filled one SCM_RIGHTS header.
-    unsafe {
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        assert!(!c.is_null());
-        let fd = *(libc::CMSG_DATA(c) as *const i32);
-        std::os::fd::OwnedFd::from_raw_fd(fd)
-    }
 }
 
 /// The container's cgroup directory in every v1 hierarchy (or the v2 one), by runc's nesting rule.
@@ -709,7 +683,7 @@ fn exec_tty_sends_the_master_to_the_console_socket() {
     let listener = UnixListener::bind(&sock).unwrap();
     let h = std::thread::spawn(move || {
         let (conn, _) = listener.accept().unwrap();
-        recv_fd(&conn)
+        testsupport::recv_fd(&conn).0
     });
     let o = rt.run(&[
         "exec",
@@ -748,32 +722,13 @@ fn seccomp_notify_fd_reaches_the_listener() {
     let id = rt.id("notify");
     let h = std::thread::spawn(move || {
         let (conn, _) = listener.accept().unwrap();
-        let mut buf = [0u8; 8192];
-        let mut cmsg = [0u8; 64];
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
-        };
-        // SAFETY: a zeroed msghdr pointing at our buffers.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cmsg.as_mut_ptr().cast();
-        msg.msg_controllen = cmsg.len();
-        // SAFETY: valid socket and msghdr.
-        let n = unsafe { libc::recvmsg(std::os::fd::AsRawFd::as_raw_fd(&conn), &mut msg, 0) };
-        assert!(n > 0);
-        // SAFETY: the control buffer was filled by the kernel.
-        let has_fd = unsafe { !libc::CMSG_FIRSTHDR(&msg).is_null() };
-        (
-            String::from_utf8_lossy(&buf[..n as usize]).into_owned(),
-            has_fd,
-        )
+        let (_fd, msg) = testsupport::recv_fd(&conn);
+        String::from_utf8_lossy(&msg).into_owned()
     });
     let o = rt.run(&["create", "--bundle", b.path.to_str().unwrap(), &id]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let (state, has_fd) = h.join().unwrap();
-    assert!(has_fd, "the notify fd came with SCM_RIGHTS");
+    // recv_fd asserts the notify fd came with SCM_RIGHTS.
+    let state = h.join().unwrap();
     assert!(state.contains(&id), "{state}");
     assert!(rt.run(&["delete", "--force", &id]).status.success());
 }

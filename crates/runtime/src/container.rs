@@ -417,12 +417,7 @@ impl Runtime {
                     }
                 }
                 Tag::Pid => {
-                    let b: [u8; 4] = msg
-                        .payload
-                        .get(..4)
-                        .and_then(|s| s.try_into().ok())
-                        .unwrap_or([0; 4]);
-                    init_pid = i32::from_le_bytes(b);
+                    init_pid = msg.pid();
                     guard.pid = Some(init_pid);
                     reap_a();
                 }
@@ -769,12 +764,7 @@ impl Runtime {
                 None => return Err(Error::Setup("the exec process exited during setup".into())),
                 Some(m) => match m.tag {
                     Tag::Pid => {
-                        let b: [u8; 4] = m
-                            .payload
-                            .get(..4)
-                            .and_then(|s| s.try_into().ok())
-                            .unwrap_or([0; 4]);
-                        exec_pid = i32::from_le_bytes(b);
+                        exec_pid = m.pid();
                         let _ = nix::sys::wait::waitpid(c, None);
                     }
                     Tag::Fd if m.payload == b"console" => console = m.fd,

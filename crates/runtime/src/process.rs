@@ -114,12 +114,19 @@ pub fn stage_a(ctx: InitContext) -> ! {
             "write time namespace offsets"
         );
     }
+    fork_and_report(chan, "fork container init");
+    stage_b(ctx)
+}
+
+/// Forks; the parent reports the child's pid (host view) to the runtime and exits, the child returns. This
+/// second fork is what enters a new (or joined) pid and time namespace.
+fn fork_and_report(chan: &Channel, what: &str) {
     // SAFETY: the runtime is single-threaded, so the child may run ordinary code.
-    match step!(chan, unsafe { nix::unistd::fork() }, "fork container init") {
-        ForkResult::Child => stage_b(ctx),
+    match step!(chan, unsafe { nix::unistd::fork() }, "{what}") {
+        ForkResult::Child => {}
         ForkResult::Parent { child } => {
             let _ = chan.send(Tag::Pid, &child.as_raw().to_le_bytes());
-            // SAFETY: _exit skips the parent's destructors (temp dirs, locks) that this copy must not run.
+            // SAFETY: _exit skips the destructors that belong to the runtime, not to this copy.
             unsafe { libc::_exit(0) }
         }
     }
@@ -587,15 +594,8 @@ pub fn exec_stage_c(ctx: ExecContext) -> ! {
         let _ = nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0));
         let _ = nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0));
     }
-    // SAFETY: single-threaded process; the child runs ordinary code.
-    match step!(chan, unsafe { nix::unistd::fork() }, "fork exec process") {
-        ForkResult::Child => exec_stage_d(ctx),
-        ForkResult::Parent { child } => {
-            let _ = chan.send(Tag::Pid, &child.as_raw().to_le_bytes());
-            // SAFETY: see stage_a.
-            unsafe { libc::_exit(0) }
-        }
-    }
+    fork_and_report(chan, "fork exec process");
+    exec_stage_d(ctx)
 }
 
 fn exec_stage_d(ctx: ExecContext) -> ! {

@@ -40,6 +40,18 @@ pub struct Message {
     pub fd: Option<OwnedFd>,
 }
 
+impl Message {
+    /// The pid a `Tag::Pid` message carries (0 if the payload is short).
+    pub fn pid(&self) -> i32 {
+        let b: [u8; 4] = self
+            .payload
+            .get(..4)
+            .and_then(|s| s.try_into().ok())
+            .unwrap_or([0; 4]);
+        i32::from_le_bytes(b)
+    }
+}
+
 pub fn pair() -> std::io::Result<(Channel, Channel)> {
     let (a, b) = socketpair(
         AddressFamily::Unix,

@@ -99,42 +99,41 @@ pub fn make_busybox_rootfs(root: &Path) {
     std::fs::write(root.join("etc/group"), "root:x:0:\nuser:x:1000:\n").expect("write group");
 }
 
-/// runc's `spec` output, without a terminal, running `args`.
+/// `berth-runtime spec`'s config (runc's), without a terminal, running `args`, with hostname "berth".
 pub fn default_config(args: &[&str]) -> Value {
-    json!({
-        "ociVersion": "1.2.0",
-        "process": {
-            "terminal": false,
-            "user": {"uid": 0, "gid": 0},
-            "args": args,
-            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
-            "cwd": "/",
-            "capabilities": {
-                "bounding": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
-                "effective": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
-                "permitted": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
-            },
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
-            "noNewPrivileges": true
-        },
-        "root": {"path": "rootfs", "readonly": true},
-        "hostname": "berth",
-        "mounts": [
-            {"destination": "/proc", "type": "proc", "source": "proc"},
-            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-            {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
-            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
-            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
-        ],
-        "linux": {
-            "resources": {"devices": [{"allow": false, "access": "rwm"}]},
-            "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}],
-            "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
-            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
-        }
-    })
+    let mut v = runtime::spec::default_spec_json(false);
+    v["process"]["terminal"] = json!(false);
+    v["process"]["args"] = json!(args);
+    v["hostname"] = json!("berth");
+    v
+}
+
+/// Receives one descriptor sent with SCM_RIGHTS (a console socket's pty master, a seccomp notify fd) and
+/// the message that came with it.
+pub fn recv_fd(conn: &std::os::unix::net::UnixStream) -> (std::os::fd::OwnedFd, Vec<u8>) {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let mut buf = [0u8; 8192];
+    let mut cmsg = [0u8; 64];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: a zeroed msghdr pointing at our buffers.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cmsg.as_mut_ptr().cast();
+    msg.msg_controllen = cmsg.len();
+    // SAFETY: a valid socket and msghdr.
+    let n = unsafe { libc::recvmsg(conn.as_raw_fd(), &mut msg, 0) };
+    assert!(n >= 0, "recvmsg: {}", std::io::Error::last_os_error());
+    // SAFETY: the kernel filled the control buffer; we check for a header before reading it.
+    let fd = unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        assert!(!c.is_null(), "no descriptor came with the message");
+        std::os::fd::OwnedFd::from_raw_fd(*(libc::CMSG_DATA(c) as *const i32))
+    };
+    (fd, buf[..n as usize].to_vec())
 }
 
 /// A private state root for berth-runtime; on drop every container it created is force-deleted, and the
