@@ -4,8 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh busybox-static
-cargo build --release --quiet
-bin=$PWD/target/release/berth-runtime
+bin=$(scripts/build-release.sh)
 work=$(mktemp -d /tmp/berth-demo.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/bundle/rootfs/bin"

@@ -65,6 +65,27 @@ pub fn discover() -> Result<Layout, CgroupError> {
     Ok(layout)
 }
 
+/// mountinfo lists mounts in the order they were made: a later mount at the same place or above it hides an
+/// earlier one (peer-ns.sh hides the hybrid cgroup2 mount that way). Keeps only the lines still visible.
+fn visible_mounts(mountinfo: &str) -> String {
+    let lines: Vec<&str> = mountinfo.lines().collect();
+    fn point(l: &str) -> Option<&Path> {
+        l.split(' ').nth(4).map(Path::new)
+    }
+    lines
+        .iter()
+        .enumerate()
+        .filter(|(i, l)| {
+            let Some(mp) = point(l) else { return false };
+            !lines[i + 1..]
+                .iter()
+                .filter_map(|x| point(x))
+                .any(|later| mp.starts_with(later))
+        })
+        .map(|(_, l)| format!("{l}\n"))
+        .collect()
+}
+
 /// The pure part of `discover`; `controllers_of` reads a v2 directory's cgroup.controllers.
 pub fn from_text(
     mountinfo: &str,
@@ -72,7 +93,7 @@ pub fn from_text(
     pure_v2: bool,
     controllers_of: impl Fn(&Path) -> String,
 ) -> Layout {
-    let mounts = paths::parse_mountinfo(mountinfo);
+    let mounts = paths::parse_mountinfo(&visible_mounts(mountinfo));
     let own = paths::parse_proc_cgroup(proc_cgroup);
     let mut out = Layout {
         pure_v2,
@@ -181,6 +202,22 @@ mod tests {
         assert_eq!(l.hierarchies[0].own, PathBuf::from("/process_api/abc"));
         assert_eq!(l.hierarchies[1].subdir, PathBuf::from("cpu,cpuacct"));
         assert_eq!(l.hierarchies[3].subdir, PathBuf::from("unified"));
+    }
+
+    #[test]
+    fn covered_mounts_are_ignored() {
+        // A tmpfs mounted over the unified hierarchy afterwards (as peer-ns.sh does) hides it.
+        let mi = format!(
+            "{}\n99 31 0:99 / /sys/fs/cgroup/unified rw - tmpfs tmpfs rw\n",
+            MI.trim_end()
+        );
+        let l = from_text(&mi, PC, false, |_| "hugetlb".to_string());
+        assert!(
+            l.hierarchies.iter().all(|h| !h.mount.v2),
+            "{:?}",
+            l.hierarchies
+        );
+        assert!(!l.hierarchies.is_empty());
     }
 
     #[test]

@@ -316,6 +316,10 @@ impl Runtime {
         let host_mnt_ns =
             namespaces::ns_inode("self", "mnt").map_err(io_err("stat", "/proc/self/ns/mnt"))?;
         let (parent_ch, child_ch) = sync::pair().map_err(io_err("socketpair", "sync"))?;
+        // The init is A's child; as subreaper we inherit it when A exits, so a death during setup can be
+        // reaped and explained. (After create returns it belongs to our caller's reaper, as with runc.)
+        crate::foreground::become_subreaper()
+            .map_err(io_err("prctl(PR_SET_CHILD_SUBREAPER)", "create"))?;
         // The hooks that run inside the container read the id from here.
         std::env::set_var("BERTH_CONTAINER_ID", &o.id);
 
@@ -376,8 +380,19 @@ impl Runtime {
         loop {
             let msg = parent_ch.recv().map_err(io_err("sync", "container init"))?;
             let Some(msg) = msg else {
-                reap_a();
-                return Err(Error::Setup("the init process exited during setup".into()));
+                // Both children are gone without a word: say how they died.
+                let how = match nix::sys::wait::waitpid(a, None) {
+                    Ok(ws) if init_pid == 0 => describe_exit(ws),
+                    _ if init_pid > 0 => {
+                        nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(init_pid), None)
+                            .map(describe_exit)
+                            .unwrap_or_else(|e| format!("status unknown: {e}"))
+                    }
+                    _ => "status unknown".into(),
+                };
+                return Err(Error::Setup(format!(
+                    "the init process exited during setup ({how})"
+                )));
             };
             match msg.tag {
                 Tag::NeedSetup => {
@@ -788,6 +803,14 @@ impl Runtime {
             pid: exec_pid,
             console,
         })
+    }
+}
+
+fn describe_exit(ws: nix::sys::wait::WaitStatus) -> String {
+    match ws {
+        nix::sys::wait::WaitStatus::Exited(_, c) => format!("exit status {c}"),
+        nix::sys::wait::WaitStatus::Signaled(_, s, _) => format!("killed by {s}"),
+        other => format!("{other:?}"),
     }
 }
 
