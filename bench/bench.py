@@ -355,7 +355,7 @@ def main():
         if "berth-noseal" in EXTRA:
             rts.append(Runtime("berth-noseal", BERTH, ("BERTH_RUNTIME_NO_SEAL=1",)))
         if os.environ.get("BERTH_ALT"):  # a second berth build to compare (e.g. from a patched copy)
-            rts.append(Runtime("berth-alt", os.environ["BERTH_ALT"]))
+            rts.append(Runtime(os.environ.get("BERTH_ALT_NAME", "berth-alt"), os.environ["BERTH_ALT"]))
             if "berth-noseal" in EXTRA:
                 rts.append(Runtime("berth-alt-noseal", os.environ["BERTH_ALT"], ("BERTH_RUNTIME_NO_SEAL=1",)))
         runtimes_all.extend(rts)

@@ -31,9 +31,19 @@ if [[ -z "${BERTH_BENCH_IN_NS:-}" ]]; then
         BERTH=$("$repo/scripts/build-release.sh")
     fi
     export BERTH=$(readlink -f "$BERTH")
+    # berth as scripts/install.sh installs it: an immutable binary, which needs no CVE-2019-5736 re-exec
+    # (crates/runtime/src/exe_protect.rs). The plain build (sealed by re-exec) runs beside it as berth-plain.
+    if [[ -z "${BERTH_ALT:-}" && ${BENCH_IMMUTABLE:-1} == 1 ]]; then
+        inst=$(mktemp -d /var/tmp/berth-bench-bin.XXXXXX)
+        trap 'chattr -i "$inst/berth-runtime" 2>/dev/null; rm -rf "$inst"' EXIT
+        cp "$BERTH" "$inst/berth-runtime"
+        chattr +i "$inst/berth-runtime"
+        export BERTH_ALT="$BERTH" BERTH_ALT_NAME=berth-plain BERTH="$inst/berth-runtime"
+    fi
     export SECCOMP_PROFILE="${SECCOMP_PROFILE:-$repo/crates/seccomp/profiles/docker-default.json}"
     echo "# $(date -u +%FT%TZ) $(uname -srm), $(nproc) CPUs; $(runc --version | head -1); $(crun --version | head -1)" >&2
-    exec env BERTH_BENCH_IN_NS=1 "$peer_ns" "$0" "$@"
+    env BERTH_BENCH_IN_NS=1 "$peer_ns" "$0" "$@"
+    exit $?
 fi
 
 # Inside the private mount namespace. bench.py removes its containers, cgroups and temp dir in a finally block,

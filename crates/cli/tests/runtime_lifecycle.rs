@@ -516,21 +516,17 @@ fn systemd_cgroup_flag_is_a_clear_error() {
     assert!(stderr(&o).contains("systemd"), "{}", stderr(&o));
 }
 
-#[test]
-fn runtime_binary_is_read_only_to_the_container() {
-    // CVE-2019-5736: while the init waits in `created`, its /proc/1/exe is the runtime's binary. A process in
-    // the container grabs it, waits until no runtime process runs it any more (so the kernel's ETXTBSY no
-    // longer protects it), then tries to write through it. A private copy of the binary keeps other tests'
-    // runtime processes from holding it busy.
-    let dir = tempfile::tempdir().unwrap();
-    let bin = dir.path().join("berth-runtime");
-    std::fs::copy(BIN, &bin).unwrap();
-    let before = std::fs::read(&bin).unwrap();
-    let rt = Runtime::new(&bin);
+/// CVE-2019-5736: while the init waits in `created`, its /proc/1/exe is the runtime's binary. A process in
+/// the container grabs it, waits until no runtime process runs it any more (so the kernel's ETXTBSY no longer
+/// protects it), then tries to write through it. Runs `bin` (a private copy, so other tests' runtime
+/// processes cannot keep it busy). Returns (the attacker's error, whether the init ran from a read-only
+/// mount, whether the binary is unchanged).
+fn exe_attack(bin: &Path, caps: serde_json::Value) -> (String, bool, bool) {
+    let before = std::fs::read(bin).unwrap();
+    let rt = Runtime::new(bin);
     let b = Bundle::new(&["sleep", "10"]);
     b.edit(|c| {
         c["root"]["readonly"] = json!(false);
-        let caps = json!(["CAP_SYS_PTRACE", "CAP_DAC_OVERRIDE", "CAP_KILL"]);
         c["process"]["capabilities"] =
             json!({"bounding": caps, "effective": caps, "permitted": caps});
     });
@@ -540,7 +536,7 @@ fn runtime_binary_is_read_only_to_the_container() {
     let pid = rt.state(&id)["pid"].as_i64().unwrap();
     let sealed = nix_statvfs(&format!("/proc/{pid}/exe"));
     let o = rt.run(&["exec", "-d", &id, "sh", "-c",
-        "exec 3</proc/1/exe; while [ ! -e /tmp/started ] || grep -q berth /proc/1/cmdline; do usleep 20000; done; \
+        "exec 3</proc/1/exe; while [ ! -e /tmp/started ] || grep -q berth /proc/1/cmdline; do usleep 20000; done; \\
          (echo pwned >> /proc/self/fd/3) 2>/tmp/err; echo $? > /tmp/rc"]);
     assert!(o.status.success(), "{}", stderr(&o));
     std::thread::sleep(Duration::from_millis(200));
@@ -552,8 +548,18 @@ fn runtime_binary_is_read_only_to_the_container() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let err = std::fs::read_to_string(b.rootfs().join("tmp/err")).unwrap_or_default();
+    (err, sealed, std::fs::read(bin).unwrap() == before)
+}
+
+#[test]
+fn runtime_binary_is_read_only_to_the_container() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("berth-runtime");
+    std::fs::copy(BIN, &bin).unwrap();
+    let caps = json!(["CAP_SYS_PTRACE", "CAP_DAC_OVERRIDE", "CAP_KILL"]);
+    let (err, sealed, unchanged) = exe_attack(&bin, caps);
     assert!(
-        std::fs::read(&bin).unwrap() == before,
+        unchanged,
         "the binary was overwritten; attack stderr: {err:?}"
     );
     assert!(
@@ -561,6 +567,70 @@ fn runtime_binary_is_read_only_to_the_container() {
         "attack result: {err:?}"
     );
     assert!(sealed, "the init's binary is on a read-only mount");
+}
+
+/// Sets or clears FS_IMMUTABLE_FL; the guard clears it so the temporary directory can be removed.
+struct Immutable(std::path::PathBuf);
+
+fn set_immutable(p: &Path, on: bool) {
+    let f = std::fs::File::open(p).unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+    let mut flags: libc::c_long = 0;
+    // SAFETY: FS_IOC_GETFLAGS/SETFLAGS read and write one long.
+    unsafe {
+        assert_eq!(libc::ioctl(fd, libc::FS_IOC_GETFLAGS, &mut flags), 0);
+        flags = if on { flags | 0x10 } else { flags & !0x10 };
+        assert_eq!(
+            libc::ioctl(fd, libc::FS_IOC_SETFLAGS, &flags),
+            0,
+            "{}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        set_immutable(&self.0, false);
+    }
+}
+
+#[test]
+fn immutable_binary_needs_no_reexec_unless_the_container_could_unlock_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("berth-runtime");
+    std::fs::copy(BIN, &bin).unwrap();
+    set_immutable(&bin, true);
+    let _guard = Immutable(bin.clone());
+    // Without CAP_LINUX_IMMUTABLE the flag alone protects the binary: no read-only re-exec was needed.
+    let (err, sealed, unchanged) = exe_attack(
+        &bin,
+        json!(["CAP_SYS_PTRACE", "CAP_DAC_OVERRIDE", "CAP_KILL"]),
+    );
+    assert!(
+        unchanged,
+        "the binary was overwritten; attack stderr: {err:?}"
+    );
+    assert!(
+        err.contains("Operation not permitted"),
+        "attack result: {err:?}"
+    );
+    assert!(!sealed, "no re-exec for an immutable binary");
+    // A container that could clear the flag gets the read-only re-exec as well.
+    let (err, sealed, unchanged) = exe_attack(
+        &bin,
+        json!([
+            "CAP_SYS_PTRACE",
+            "CAP_DAC_OVERRIDE",
+            "CAP_KILL",
+            "CAP_LINUX_IMMUTABLE"
+        ]),
+    );
+    assert!(unchanged, "attack stderr: {err:?}");
+    assert!(
+        sealed,
+        "CAP_LINUX_IMMUTABLE in the bounding set: sealed by re-exec"
+    );
 }
 
 fn nix_statvfs(p: &str) -> bool {

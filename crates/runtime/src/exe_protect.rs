@@ -1,10 +1,15 @@
 //! CVE-2019-5736: a container must not be able to write to the runtime's binary through /proc/PID/exe of a
 //! runtime process that joined it (the init before exec, an `exec` before exec, or `#!/proc/self/exe`).
 //!
-//! youki copies its whole binary into a sealed memfd on every call (~3.5 ms). berth instead re-executes itself
-//! once from a read-only bind mount of its own binary in a private mount namespace: the exe link of every
-//! runtime process then points into a read-only mount, so opening it for writing fails with EROFS. The cost is
-//! one unshare, two mounts and one execve; nothing is copied.
+//! youki copies its whole binary into a sealed memfd on every call (~3.5 ms). berth has two cheaper ways:
+//!
+//! 1. An installed binary marked immutable (`chattr +i`, done once by `scripts/install.sh`) cannot be opened
+//!    for writing by anyone, root included, and only CAP_LINUX_IMMUTABLE can clear the flag. When the binary
+//!    is immutable and the container's bounding set lacks that capability, the protection costs one ioctl.
+//! 2. Otherwise berth re-executes itself once from a read-only bind mount of its own binary in a private
+//!    mount namespace: the exe link of every runtime process then points into a read-only mount, so opening
+//!    it for writing fails with EROFS. That costs an unshare, two mounts and an execve; nothing is copied.
+//!    The same holds when the binary already lives on a read-only mount: nothing to do.
 
 use std::ffi::CString;
 use std::path::PathBuf;
@@ -33,6 +38,34 @@ pub fn is_sealed() -> bool {
     nix::sys::statvfs::statvfs("/proc/self/exe")
         .map(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
         .unwrap_or(false)
+}
+
+const FS_IMMUTABLE_FL: libc::c_long = 0x10;
+
+/// Is the running binary marked immutable (FS_IMMUTABLE_FL)?
+pub fn is_immutable() -> bool {
+    let Ok(f) = std::fs::File::open("/proc/self/exe") else {
+        return false;
+    };
+    let mut flags: libc::c_long = 0;
+    // SAFETY: FS_IOC_GETFLAGS writes one long into `flags`.
+    let r = unsafe {
+        libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&f),
+            libc::FS_IOC_GETFLAGS,
+            &mut flags,
+        )
+    };
+    r == 0 && flags & FS_IMMUTABLE_FL != 0
+}
+
+/// Whether a container whose processes may hold CAP_LINUX_IMMUTABLE (`may_clear_immutable`) needs the
+/// re-exec. Call [`seal`] when it does.
+pub fn needs_seal(may_clear_immutable: bool) -> bool {
+    if std::env::var_os(ENV).is_some() || is_sealed() {
+        return false;
+    }
+    may_clear_immutable || !is_immutable()
 }
 
 /// Re-executes the current process from a read-only view of its binary, unless already done. Returns only on

@@ -53,7 +53,7 @@ fn run(cli: &Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Create(c) => {
-            seal()?;
+            seal_for_bundle(c)?;
             rt.create(&create_opts(c, &c.id, false))?;
             Ok(0)
         }
@@ -66,7 +66,7 @@ fn run(cli: &Cli) -> Result<i32> {
             detach,
             keep,
         } => {
-            seal()?;
+            seal_for_bundle(create)?;
             let id = &create.id;
             if *detach {
                 rt.create(&create_opts(create, id, false))?;
@@ -222,13 +222,36 @@ fn run(cli: &Cli) -> Result<i32> {
     }
 }
 
-/// CVE-2019-5736 protection before anything joins a container (see runtime::exe_protect).
-fn seal() -> Result<()> {
+/// CVE-2019-5736 protection before anything joins a container (see runtime::exe_protect). `caps` is the
+/// bounding set the container's processes get: with CAP_LINUX_IMMUTABLE they could unlock an immutable binary.
+fn seal(caps: Option<&oci_spec::runtime::LinuxCapabilities>) -> Result<()> {
     if std::env::var_os("BERTH_RUNTIME_NO_SEAL").is_some() {
         return Ok(());
     }
-    runtime::exe_protect::seal()?;
+    let may_clear = caps
+        .and_then(|c| c.bounding().as_ref())
+        .is_some_and(|b| b.contains(&oci_spec::runtime::Capability::LinuxImmutable));
+    if runtime::exe_protect::needs_seal(may_clear) {
+        runtime::exe_protect::seal()?;
+    }
     Ok(())
+}
+
+/// The bounding capabilities a bundle's process asks for, read only when the answer matters (an immutable
+/// binary); a malformed config is left for `create` to report.
+fn seal_for_bundle(c: &args::CreateArgs) -> Result<()> {
+    if !runtime::exe_protect::is_immutable() {
+        return seal(None);
+    }
+    let bundle = c.bundle.clone().unwrap_or_else(|| PathBuf::from("."));
+    match runtime::spec::load(&bundle) {
+        Ok(spec) => seal(
+            spec.process()
+                .as_ref()
+                .and_then(|p| p.capabilities().as_ref()),
+        ),
+        Err(_) => seal(None),
+    }
 }
 
 fn create_opts(c: &args::CreateArgs, id: &str, tty_to_caller: bool) -> CreateOpts {
@@ -290,7 +313,7 @@ fn exec(rt: &Runtime, e: &args::ExecArgs) -> Result<i32> {
         }
         None => args::exec_process(e, spec.process().as_ref())?,
     };
-    seal()?;
+    seal(process.capabilities().as_ref())?;
     let tty = process.terminal() == Some(true);
     let fg_tty = tty && e.console_socket.is_none() && !e.detach;
     let blocked = if e.detach {
