@@ -58,9 +58,11 @@ pub struct Runtime {
     pub root: Root,
 }
 
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct CreateOpts {
     pub id: String,
+    /// The bundle's config and its text, when the caller has loaded it already.
+    pub preloaded: Option<(Spec, String)>,
     pub bundle: PathBuf,
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
@@ -202,7 +204,10 @@ impl Runtime {
 
     pub fn create(&self, o: &CreateOpts) -> Result<Created, Error> {
         let bundle = std::fs::canonicalize(&o.bundle).map_err(io_err("open bundle", &o.bundle))?;
-        let spec = crate::spec::load(&bundle)?;
+        let (spec, config_text) = match &o.preloaded {
+            Some((spec, text)) => (spec.clone(), text.clone()),
+            None => crate::spec::load_with_text(&bundle)?,
+        };
         crate::rootfs::validate_propagation(&spec).map_err(Error::Config)?;
         let linux = spec
             .linux()
@@ -495,7 +500,9 @@ impl Runtime {
             annotations: spec.annotations().clone().unwrap_or_default(),
             init_start_time,
             cgroup: cgroup.state(),
-            config: serde_json::to_value(&spec).map_err(|e| Error::Config(e.to_string()))?,
+            hooks: spec.hooks().clone(),
+            config: serde_json::value::RawValue::from_string(config_text)
+                .map_err(|e| Error::Config(e.to_string()))?,
         };
         self.root.save(&st)?;
         if let Some(p) = &o.pid_file {
@@ -544,8 +551,7 @@ impl Runtime {
             .map_err(io_err("write exec fifo", &fifo))?;
         drop(f);
         let _ = std::fs::remove_file(&fifo);
-        let spec = spec_of(&st)?;
-        if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()) {
+        if let Some(h) = st.hooks.as_ref().and_then(|h| h.poststart().as_ref()) {
             let s = serde_json::to_vec(&st.output(Status::Running)).unwrap_or_default();
             if let Err(e) = crate::hooks::run_all("poststart", Some(h), &s) {
                 eprintln!("berth-runtime: warning: {e}");
@@ -612,8 +618,8 @@ impl Runtime {
             let _ = crate::syscall::wait_exit(st.pid, 2000);
         }
         let cg_res = cg.destroy();
-        if let Ok(spec) = spec_of(st) {
-            if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()) {
+        {
+            if let Some(h) = st.hooks.as_ref().and_then(|h| h.poststop().as_ref()) {
                 let s = serde_json::to_vec(&st.output(Status::Stopped)).unwrap_or_default();
                 if let Err(e) = crate::hooks::run_all("poststop", Some(h), &s) {
                     eprintln!("berth-runtime: warning: {e}");
@@ -681,7 +687,8 @@ impl Runtime {
                 r,
             )));
         }
-        st.config = serde_json::to_value(&spec).map_err(|e| Error::Config(e.to_string()))?;
+        st.config =
+            serde_json::value::to_raw_value(&spec).map_err(|e| Error::Config(e.to_string()))?;
         self.root.save(&st)?;
         Ok(())
     }
@@ -815,8 +822,7 @@ fn describe_exit(ws: nix::sys::wait::WaitStatus) -> String {
 }
 
 pub fn spec_of(st: &ContainerState) -> Result<Spec, Error> {
-    serde_json::from_value(st.config.clone())
-        .map_err(|e| Error::Config(format!("stored config: {e}")))
+    serde_json::from_str(st.config.get()).map_err(|e| Error::Config(format!("stored config: {e}")))
 }
 
 /// What the kernel or this build cannot do is refused by name, never ignored.

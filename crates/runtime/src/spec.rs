@@ -28,6 +28,11 @@ pub enum SpecError {
 
 /// Reads and validates `<bundle>/config.json`. Parse errors name the JSON field (`process.rlimits[0].type`).
 pub fn load(bundle: &Path) -> Result<Spec, SpecError> {
+    load_with_text(bundle).map(|(spec, _)| spec)
+}
+
+/// [`load`], also returning the file's text (kept verbatim in the container's state: no re-serialising).
+pub fn load_with_text(bundle: &Path) -> Result<(Spec, String), SpecError> {
     let path = bundle.join("config.json");
     let shown = path.display().to_string();
     let data = std::fs::read(&path).map_err(|source| SpecError::Open {
@@ -40,10 +45,15 @@ pub fn load(bundle: &Path) -> Result<Spec, SpecError> {
         message,
     })?;
     validate(&spec).map_err(|message| SpecError::Invalid {
-        path: shown,
+        path: shown.clone(),
         message,
     })?;
-    Ok(spec)
+    // parse() accepted it, so it is UTF-8 JSON.
+    let text = String::from_utf8(data).map_err(|e| SpecError::Invalid {
+        path: shown,
+        message: e.to_string(),
+    })?;
+    Ok((spec, text))
 }
 
 /// Parses JSON into a spec, returning (field path, message) on error.

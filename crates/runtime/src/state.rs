@@ -82,8 +82,11 @@ pub struct ContainerState {
     /// Start time of the init process (field 22 of /proc/PID/stat): a recycled pid is not our init.
     pub init_start_time: u64,
     pub cgroup: cgroups::CgroupState,
-    /// The spec the container was created from; exec, hooks and delete use it after the bundle is gone.
-    pub config: serde_json::Value,
+    /// The hooks, kept apart from `config` so start and delete need not parse the whole spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<oci_spec::runtime::Hooks>,
+    /// The spec the container was created from, verbatim (parsed only by exec and update).
+    pub config: Box<serde_json::value::RawValue>,
 }
 
 /// The `state` command's output: runc's JSON, status computed now.

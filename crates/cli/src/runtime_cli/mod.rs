@@ -53,8 +53,8 @@ fn run(cli: &Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Create(c) => {
-            seal_for_bundle(c)?;
-            rt.create(&create_opts(c, &c.id, false))?;
+            let loaded = seal_for_bundle(c)?;
+            rt.create(&create_opts(c, &c.id, false, loaded))?;
             Ok(0)
         }
         Command::Start { id } => {
@@ -66,10 +66,10 @@ fn run(cli: &Cli) -> Result<i32> {
             detach,
             keep,
         } => {
-            seal_for_bundle(create)?;
+            let loaded = seal_for_bundle(create)?;
             let id = &create.id;
             if *detach {
-                rt.create(&create_opts(create, id, false))?;
+                rt.create(&create_opts(create, id, false, loaded))?;
                 if let Err(e) = rt.start(id) {
                     let _ = rt.delete(id, true);
                     return Err(e.into());
@@ -78,7 +78,7 @@ fn run(cli: &Cli) -> Result<i32> {
             }
             runtime::foreground::become_subreaper()?;
             let blocked = runtime::container::block_signals();
-            let created = rt.create(&create_opts(create, id, true))?;
+            let created = rt.create(&create_opts(create, id, true, loaded))?;
             if let Err(e) = rt.start(id) {
                 let _ = rt.delete(id, true);
                 return Err(e.into());
@@ -237,25 +237,41 @@ fn seal(caps: Option<&oci_spec::runtime::LinuxCapabilities>) -> Result<()> {
     Ok(())
 }
 
-/// The bounding capabilities a bundle's process asks for, read only when the answer matters (an immutable
-/// binary); a malformed config is left for `create` to report.
-fn seal_for_bundle(c: &args::CreateArgs) -> Result<()> {
+/// Seals unless the binary is immutable and the bundle's processes cannot clear that (their bounding set lacks
+/// CAP_LINUX_IMMUTABLE); only then is config.json read here, and handed on so `create` does not read it again.
+/// A malformed config is left for `create` to report.
+fn seal_for_bundle(c: &args::CreateArgs) -> Result<Option<(oci_spec::runtime::Spec, String)>> {
     if !runtime::exe_protect::is_immutable() {
-        return seal(None);
+        seal(None)?;
+        return Ok(None);
     }
     let bundle = c.bundle.clone().unwrap_or_else(|| PathBuf::from("."));
-    match runtime::spec::load(&bundle) {
-        Ok(spec) => seal(
-            spec.process()
-                .as_ref()
-                .and_then(|p| p.capabilities().as_ref()),
-        ),
-        Err(_) => seal(None),
+    match runtime::spec::load_with_text(&bundle) {
+        Ok(loaded) => {
+            seal(
+                loaded
+                    .0
+                    .process()
+                    .as_ref()
+                    .and_then(|p| p.capabilities().as_ref()),
+            )?;
+            Ok(Some(loaded))
+        }
+        Err(_) => {
+            seal(None)?;
+            Ok(None)
+        }
     }
 }
 
-fn create_opts(c: &args::CreateArgs, id: &str, tty_to_caller: bool) -> CreateOpts {
+fn create_opts(
+    c: &args::CreateArgs,
+    id: &str,
+    tty_to_caller: bool,
+    preloaded: Option<(oci_spec::runtime::Spec, String)>,
+) -> CreateOpts {
     CreateOpts {
+        preloaded,
         id: id.to_string(),
         bundle: c.bundle.clone().unwrap_or_else(|| PathBuf::from(".")),
         pid_file: c.pid_file.clone().map(abs),
