@@ -58,6 +58,12 @@ pub fn load_with_text(bundle: &Path) -> Result<(Spec, String), SpecError> {
 
 /// Parses JSON into a spec, returning (field path, message) on error.
 pub fn parse(data: &[u8]) -> Result<Spec, (String, String)> {
+    // The plain parse is the fast path: the path-tracking deserializer doubles the work and, being a
+    // separate instantiation of every Deserialize impl, the code a start touches. It runs only to explain
+    // an error.
+    if let Ok(spec) = serde_json::from_slice(data) {
+        return Ok(spec);
+    }
     let de = &mut serde_json::Deserializer::from_slice(data);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
