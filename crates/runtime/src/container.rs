@@ -202,12 +202,13 @@ impl Runtime {
         self.root.path.join(".seccomp-cache")
     }
 
-    pub fn create(&self, o: &CreateOpts) -> Result<Created, Error> {
+    pub fn create(&self, mut o: CreateOpts) -> Result<Created, Error> {
         let bundle = std::fs::canonicalize(&o.bundle).map_err(io_err("open bundle", &o.bundle))?;
-        let (spec, config_text) = match &o.preloaded {
-            Some((spec, text)) => (spec.clone(), text.clone()),
+        let (spec, config_text) = match o.preloaded.take() {
+            Some(loaded) => loaded,
             None => crate::spec::load_with_text(&bundle)?,
         };
+        let o = &o;
         crate::rootfs::validate_propagation(&spec).map_err(Error::Config)?;
         let linux = spec
             .linux()

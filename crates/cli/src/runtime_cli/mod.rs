@@ -54,7 +54,7 @@ fn run(cli: &Cli) -> Result<i32> {
         }
         Command::Create(c) => {
             let loaded = seal_for_bundle(c)?;
-            rt.create(&create_opts(c, &c.id, false, loaded))?;
+            rt.create(create_opts(c, &c.id, false, loaded))?;
             Ok(0)
         }
         Command::Start { id } => {
@@ -69,7 +69,7 @@ fn run(cli: &Cli) -> Result<i32> {
             let loaded = seal_for_bundle(create)?;
             let id = &create.id;
             if *detach {
-                rt.create(&create_opts(create, id, false, loaded))?;
+                rt.create(create_opts(create, id, false, loaded))?;
                 if let Err(e) = rt.start(id) {
                     let _ = rt.delete(id, true);
                     return Err(e.into());
@@ -78,7 +78,7 @@ fn run(cli: &Cli) -> Result<i32> {
             }
             runtime::foreground::become_subreaper()?;
             let blocked = runtime::container::block_signals();
-            let created = rt.create(&create_opts(create, id, true, loaded))?;
+            let created = rt.create(create_opts(create, id, true, loaded))?;
             if let Err(e) = rt.start(id) {
                 let _ = rt.delete(id, true);
                 return Err(e.into());
