@@ -1,8 +1,7 @@
 //! The lifecycle: create, start, state, kill, delete, pause, resume, update, exec. Each call is one short-lived
 //! process that reads and writes the state directory; the container's init is left behind by `create`.
 
-use std::ffi::OsString;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use nix::sched::CloneFlags;
@@ -155,7 +154,6 @@ fn default_device_rules() -> Vec<LinuxDeviceCgroup> {
         rule(c, Some(5), Some(2)),
         rule(c, Some(136), None),
     ];
-    // A bare-bones rule list is "deny-all first" for the defaults; keep the order the config gives after.
     v.shrink_to_fit();
     v
 }
@@ -913,12 +911,4 @@ pub fn unblock_all_signals() {
     let _ = nix::sys::signal::SigSet::all().thread_unblock();
 }
 
-pub fn os(s: &str) -> OsString {
-    OsString::from(s)
-}
-
 use std::os::unix::fs::OpenOptionsExt;
-
-pub fn raw(fd: &OwnedFd) -> i32 {
-    fd.as_raw_fd()
-}

@@ -3,7 +3,7 @@
 //! can never lead a mount or a device node outside it.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use crate::syscall::{openat2, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS};
@@ -124,11 +124,9 @@ pub fn is_dir(fd: BorrowedFd) -> io::Result<bool> {
     Ok(st.st_mode & libc::S_IFMT == libc::S_IFDIR)
 }
 
+/// The rootfs directory, opened as the root for [`open_in_root`] and friends.
 pub fn open_root_dir(path: &Path) -> io::Result<OwnedFd> {
-    let fd = std::fs::File::open(path)?;
-    let owned: OwnedFd = fd.into();
-    let _ = owned.as_fd();
-    Ok(owned)
+    Ok(std::fs::File::open(path)?.into())
 }
 
 #[cfg(test)]

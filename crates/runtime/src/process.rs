@@ -7,7 +7,7 @@
 
 use std::ffi::CString;
 use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::sched::{setns, unshare, CloneFlags};
@@ -703,9 +703,4 @@ pub fn userns_with_maps(
             res
         }
     }
-}
-
-/// Makes `fd` the target fd number `to` (dup2) for --preserve-fds style passing.
-pub fn raw(fd: &OwnedFd) -> RawFd {
-    fd.as_raw_fd()
 }

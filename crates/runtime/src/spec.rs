@@ -156,13 +156,6 @@ pub fn validate(spec: &Spec) -> Result<(), String> {
             }
         }
     }
-    if process.terminal() == Some(true)
-        && process
-            .console_size()
-            .is_some_and(|c| c.width() == 0 && c.height() == 0)
-    {
-        // A zero-size console is what some callers send; not an error.
-    }
     Ok(())
 }
 

@@ -63,10 +63,6 @@ pub fn pair() -> std::io::Result<(Channel, Channel)> {
 }
 
 impl Channel {
-    pub fn raw(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-
     pub fn send(&self, tag: Tag, payload: &[u8]) -> std::io::Result<()> {
         self.send_fd(tag, payload, None)
     }
