@@ -267,6 +267,9 @@ fn hugetlb_limit() {
     if !is_root() || v2_busy_leaf() {
         return;
     }
+    // On a hybrid host, creating a cgroup with hugepage limits enables hugetlb in the caller's own unified
+    // cgroup (the root here). Put back what this test found there.
+    let _restore = SubtreeRestore::new("/sys/fs/cgroup/unified", "hugetlb");
     let id = unique("huge");
     let r = res(r#"{"hugepageLimits":[{"pageSize":"2MB","limit":4194304}]}"#);
     let cg = match Cgroup::create(None, &id, Some(&r)) {
@@ -485,4 +488,33 @@ fn v2_busy_leaf_reports_clearly() {
     // Without resources it works.
     let g = Guard::new(Cgroup::create(None, &id, None).expect("create without resources"));
     g.cg().destroy().expect("destroy");
+}
+
+/// Disables `controller` in `dir`'s cgroup.subtree_control on drop if it was not enabled when created.
+struct SubtreeRestore {
+    file: std::path::PathBuf,
+    controller: &'static str,
+    was_on: bool,
+}
+
+impl SubtreeRestore {
+    fn new(dir: &str, controller: &'static str) -> SubtreeRestore {
+        let file = std::path::Path::new(dir).join("cgroup.subtree_control");
+        let was_on = std::fs::read_to_string(&file)
+            .map(|s| s.split_whitespace().any(|c| c == controller))
+            .unwrap_or(true);
+        SubtreeRestore {
+            file,
+            controller,
+            was_on,
+        }
+    }
+}
+
+impl Drop for SubtreeRestore {
+    fn drop(&mut self) {
+        if !self.was_on && self.file.exists() {
+            let _ = std::fs::write(&self.file, format!("-{}", self.controller));
+        }
+    }
 }
