@@ -435,3 +435,55 @@ fn older_and_newer_1x_configs_are_accepted() {
     assert_eq!(code, 1);
     assert!(err.contains("ociVersion"), "{err}");
 }
+
+#[test]
+fn ambient_capabilities_and_console_size() {
+    let rt = Runtime::new(BIN);
+    let b = Bundle::new(&sh("grep -E 'CapAmb|CapInh' /proc/self/status; stty size"));
+    let caps = json!(["CAP_NET_BIND_SERVICE", "CAP_KILL"]);
+    b.edit(|c| {
+        c["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+        c["process"]["capabilities"] = json!({
+            "bounding": caps, "effective": caps, "permitted": caps, "inheritable": caps, "ambient": caps
+        });
+        c["process"]["terminal"] = json!(true);
+        c["process"]["consoleSize"] = json!({"height": 33, "width": 111});
+    });
+    let (code, out, err) = run(&rt, &b, &[]);
+    assert_eq!(code, 0, "{err}");
+    // CAP_KILL (5) and CAP_NET_BIND_SERVICE (10) survive the switch to uid 1000 as ambient capabilities.
+    assert!(out.contains("CapInh:\t0000000000000420"), "{out}");
+    assert!(out.contains("CapAmb:\t0000000000000420"), "{out}");
+    assert!(out.contains("33 111"), "consoleSize: {out:?}");
+}
+
+#[test]
+fn exec_cpu_affinity() {
+    let rt = Runtime::new(BIN);
+    let a = Bundle::new(&["sleep", "30"]);
+    let id = rt.id("affinity");
+    assert!(rt
+        .run(&["run", "-d", "--bundle", a.path.to_str().unwrap(), &id])
+        .status
+        .success());
+    let dir = tempfile::tempdir().unwrap();
+    let pf = dir.path().join("p.json");
+    std::fs::write(
+        &pf,
+        serde_json::to_vec(&json!({
+            "args": ["sh", "-c", "grep Cpus_allowed_list /proc/self/status"], "cwd": "/",
+            "user": {"uid": 0, "gid": 0}, "execCPUAffinity": {"initial": "0", "final": "0"}
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let o = rt.run(&["exec", "--process", pf.to_str().unwrap(), &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o).split_whitespace().last(),
+        Some("0"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(rt.run(&["delete", "--force", &id]).status.success());
+}
