@@ -284,6 +284,18 @@ fn unsupported_features_are_refused_by_name() {
     let (code, _, err) = run(&rt, &b, &[]);
     assert_eq!(code, 1);
     assert!(err.contains("process.selinuxLabel"), "{err}");
+    // AppArmor: applied where the kernel has it, refused by name where it does not.
+    let b = Bundle::new(&["true"]);
+    b.edit(|c| c["process"]["apparmorProfile"] = json!("unconfined"));
+    let (code, _, err) = run(&rt, &b, &[]);
+    let apparmor = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|s| s.trim() == "Y");
+    if apparmor {
+        assert_eq!(code, 0, "{err}");
+    } else {
+        assert_eq!(code, 1);
+        assert!(err.contains("process.apparmorProfile"), "{err}");
+    }
     let b = Bundle::new(&["true"]);
     b.edit(|c| c["linux"]["intelRdt"] = json!({"closID": "x"}));
     let (_, _, err) = run(&rt, &b, &[]);

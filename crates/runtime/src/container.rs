@@ -829,7 +829,7 @@ fn check_unsupported(spec: &Spec) -> Result<(), Error> {
     let p = spec.process().as_ref();
     if p.and_then(|p| p.apparmor_profile().as_ref())
         .is_some_and(|s| !s.is_empty())
-        && !Path::new("/sys/kernel/security/apparmor").exists()
+        && !crate::process::apparmor_enabled()
     {
         return Err(Error::Config(
             "process.apparmorProfile: AppArmor is not enabled on this host".into(),

@@ -336,6 +336,17 @@ fn prepare_exec(chan: &Channel, process: &Process, spec: &Spec) -> Prepared {
         }
     }
     apply_scheduling(chan, process, spec);
+    if let Some(profile) = process
+        .apparmor_profile()
+        .as_deref()
+        .filter(|p| !p.is_empty())
+    {
+        step!(
+            chan,
+            apparmor_on_exec(profile),
+            "apply AppArmor profile {profile:?}"
+        );
+    }
     let env: Vec<String> = process.env().clone().unwrap_or_default();
     let args = process.args().clone().unwrap_or_default();
     let path = step!(chan, lookup(&args[0], &env), "exec {:?}", args[0]);
@@ -437,6 +448,19 @@ fn rlimit_resource(t: PosixRlimitType) -> u32 {
         RlimitRtprio => libc::RLIMIT_RTPRIO,
         RlimitRttime => libc::RLIMIT_RTTIME,
     }
+}
+
+/// runc's test: the module parameter, not securityfs (which may not be mounted).
+pub fn apparmor_enabled() -> bool {
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|s| s.trim() == "Y")
+}
+
+/// The profile takes effect at the next execve, as runc applies it (the container's /proc is mounted by now).
+fn apparmor_on_exec(profile: &str) -> std::io::Result<()> {
+    let data = format!("exec {profile}");
+    std::fs::write("/proc/self/attr/apparmor/exec", &data)
+        .or_else(|_| std::fs::write("/proc/self/attr/exec", &data))
 }
 
 /// $PATH lookup in the container's view, as execvp would do, but before Ready so a typo fails `create`.
