@@ -698,22 +698,7 @@ fn events_stats_and_ps() {
     });
     let id = rt.id("stats");
     let dirs = run_detached(&rt, &b, &id);
-    let pidf = b.path.join("exec.pid");
-    let o = rt.run(&[
-        "exec",
-        "-d",
-        "--pid-file",
-        pidf.to_str().unwrap(),
-        &id,
-        "sleep",
-        "600",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let extra: i32 = std::fs::read_to_string(&pidf)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let extra = rt.exec_detached(&id, &b.path, &["sleep", "600"]);
 
     let o = rt.run(&["events", "--stats", &id]);
     assert!(o.status.success(), "{}", stderr(&o));

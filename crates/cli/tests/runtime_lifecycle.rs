@@ -291,22 +291,7 @@ fn exec_joins_the_container() {
         stderr(&o)
     );
     // Detached exec with a pid file.
-    let pidf = b.path.join("exec.pid");
-    let o = rt.run(&[
-        "exec",
-        "-d",
-        "--pid-file",
-        pidf.to_str().unwrap(),
-        &id,
-        "sleep",
-        "30",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let p: i32 = std::fs::read_to_string(&pidf)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let p = rt.exec_detached(&id, &b.path, &["sleep", "30"]);
     assert!(Path::new(&format!("/proc/{p}")).exists());
     let ps: Vec<i32> =
         serde_json::from_slice(&rt.run(&["ps", "--format", "json", &id]).stdout).unwrap();

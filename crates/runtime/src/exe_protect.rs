@@ -59,13 +59,13 @@ pub fn is_immutable() -> bool {
     r == 0 && flags & FS_IMMUTABLE_FL != 0
 }
 
-/// Whether a container whose processes may hold CAP_LINUX_IMMUTABLE (`may_clear_immutable`) needs the
-/// re-exec. Call [`seal`] when it does.
-pub fn needs_seal(may_clear_immutable: bool) -> bool {
+/// Whether the re-exec is needed, given whether the binary is immutable ([`is_immutable`]) and whether the
+/// container's processes may hold CAP_LINUX_IMMUTABLE. Call [`seal`] when it is.
+pub fn needs_seal(immutable: bool, may_clear_immutable: bool) -> bool {
     if std::env::var_os(ENV).is_some() || is_sealed() {
         return false;
     }
-    may_clear_immutable || !is_immutable()
+    may_clear_immutable || !immutable
 }
 
 /// Re-executes the current process from a read-only view of its binary, unless already done. Returns only on

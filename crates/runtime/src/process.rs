@@ -315,11 +315,9 @@ fn prepare_exec(chan: &Channel, process: &Process, spec: &Spec) -> Prepared {
     // A foreground run blocks signals before forking; the user's process starts with none blocked.
     crate::container::unblock_all_signals();
     let cwd = process.cwd();
-    if let Err(e) = std::fs::create_dir_all(cwd) {
-        // runc creates a missing cwd; a failure here is only fatal when chdir fails too.
-        let _ = e;
-    }
-    // chdir as root now; if the user cannot reach it, drop_privileges retries and reports.
+    // runc creates a missing cwd. Failures here are not final: drop_privileges changes into it again as the
+    // container's user and reports that error.
+    let _ = std::fs::create_dir_all(cwd);
     let _ = nix::unistd::chdir(cwd);
     for rl in process.rlimits().iter().flatten() {
         let res = rlimit_resource(rl.typ());

@@ -201,6 +201,27 @@ impl Runtime {
             .to_string()
     }
 
+    /// `exec -d --pid-file` of `args` in container `id`; returns the new process's pid from the pid file,
+    /// which goes into `dir`.
+    pub fn exec_detached(&self, id: &str, dir: &Path, args: &[&str]) -> i32 {
+        let pidf = dir.join("exec.pid");
+        let mut a = vec![
+            "exec",
+            "-d",
+            "--pid-file",
+            pidf.to_str().expect("utf-8 path"),
+            id,
+        ];
+        a.extend_from_slice(args);
+        let o = self.run(&a);
+        assert!(o.status.success(), "exec in {id}: {}", stderr(&o));
+        std::fs::read_to_string(&pidf)
+            .expect("read exec pid file")
+            .trim()
+            .parse()
+            .expect("pid in pid file")
+    }
+
     /// The container's cgroup directories (from the state file), to check they are gone after delete.
     pub fn cgroup_dirs(&self, id: &str) -> Vec<PathBuf> {
         let p = self.root.path().join(id).join("state.json");

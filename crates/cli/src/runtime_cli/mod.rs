@@ -223,15 +223,16 @@ fn run(cli: &Cli) -> Result<i32> {
 }
 
 /// CVE-2019-5736 protection before anything joins a container (see runtime::exe_protect). `caps` is the
-/// bounding set the container's processes get: with CAP_LINUX_IMMUTABLE they could unlock an immutable binary.
-fn seal(caps: Option<&oci_spec::runtime::LinuxCapabilities>) -> Result<()> {
+/// capability set the container's processes get: with CAP_LINUX_IMMUTABLE they could unlock an immutable
+/// binary.
+fn seal(immutable: bool, caps: Option<&oci_spec::runtime::LinuxCapabilities>) -> Result<()> {
     if std::env::var_os("BERTH_RUNTIME_NO_SEAL").is_some() {
         return Ok(());
     }
     let may_clear = caps
         .and_then(|c| c.bounding().as_ref())
         .is_some_and(|b| b.contains(&oci_spec::runtime::Capability::LinuxImmutable));
-    if runtime::exe_protect::needs_seal(may_clear) {
+    if runtime::exe_protect::needs_seal(immutable, may_clear) {
         runtime::exe_protect::seal()?;
     }
     Ok(())
@@ -242,13 +243,14 @@ fn seal(caps: Option<&oci_spec::runtime::LinuxCapabilities>) -> Result<()> {
 /// A malformed config is left for `create` to report.
 fn seal_for_bundle(c: &args::CreateArgs) -> Result<Option<(oci_spec::runtime::Spec, String)>> {
     if !runtime::exe_protect::is_immutable() {
-        seal(None)?;
+        seal(false, None)?;
         return Ok(None);
     }
     let bundle = c.bundle.clone().unwrap_or_else(|| PathBuf::from("."));
     match runtime::spec::load_with_text(&bundle) {
         Ok(loaded) => {
             seal(
+                true,
                 loaded
                     .0
                     .process()
@@ -258,7 +260,7 @@ fn seal_for_bundle(c: &args::CreateArgs) -> Result<Option<(oci_spec::runtime::Sp
             Ok(Some(loaded))
         }
         Err(_) => {
-            seal(None)?;
+            seal(true, None)?;
             Ok(None)
         }
     }
@@ -329,7 +331,10 @@ fn exec(rt: &Runtime, e: &args::ExecArgs) -> Result<i32> {
         }
         None => args::exec_process(e, spec.process().as_ref())?,
     };
-    seal(process.capabilities().as_ref())?;
+    seal(
+        runtime::exe_protect::is_immutable(),
+        process.capabilities().as_ref(),
+    )?;
     let tty = process.terminal() == Some(true);
     let fg_tty = tty && e.console_socket.is_none() && !e.detach;
     let blocked = if e.detach {

@@ -74,10 +74,11 @@ pub fn from_spec(plan: &Plan) -> Vec<Dev> {
 }
 
 pub fn create(plan: &Plan, root: BorrowedFd) -> Result<(), RootfsError> {
-    let devdir =
-        mkdir_all_in_root(root, Path::new("/dev"), 0o755).map_err(err("create", "/dev"))?;
+    // One descriptor of /dev serves every node there and the links; other parents are opened as needed.
+    let devfd = mkdir_all_in_root(root, Path::new("/dev"), 0o755).map_err(err("create", "/dev"))?;
+    let dirfd = std::fs::File::open(fd_path(devfd.as_fd())).map_err(err("open", "/dev"))?;
     for d in from_spec(plan) {
-        make_node(plan, root, &d)?;
+        make_node(plan, root, &dirfd, &d)?;
     }
     // Standard links; an image's own entries win.
     let mut links = vec![
@@ -91,9 +92,6 @@ pub fn create(plan: &Plan, root: BorrowedFd) -> Result<(), RootfsError> {
         links.push(("core", "/proc/kcore"));
     }
     // /dev/ptmx must be the link into this container's devpts instance, even if an image shipped a node.
-    let dfd = crate::paths::open_in_root(root, Path::new("/dev")).map_err(err("open", "/dev"))?;
-    let dirfd = std::fs::File::open(fd_path(dfd.as_fd())).map_err(err("open", "/dev"))?;
-    drop(devdir);
     for (name, target) in links {
         let n = cstr(Path::new(name)).map_err(err("symlink", name))?;
         let t = cstr(Path::new(target)).map_err(err("symlink", name))?;
@@ -113,13 +111,24 @@ pub fn create(plan: &Plan, root: BorrowedFd) -> Result<(), RootfsError> {
     Ok(())
 }
 
-fn make_node(plan: &Plan, root: BorrowedFd, d: &Dev) -> Result<(), RootfsError> {
+fn make_node(
+    plan: &Plan,
+    root: BorrowedFd,
+    dev: &std::fs::File,
+    d: &Dev,
+) -> Result<(), RootfsError> {
     let parent = d.path.parent().unwrap_or(Path::new("/dev"));
     let name = d.path.file_name().ok_or_else(|| {
         RootfsError::Refused(format!("linux.devices: bad path {}", d.path.display()))
     })?;
-    let pfd = mkdir_all_in_root(root, parent, 0o755).map_err(err("create", parent))?;
-    let dir = std::fs::File::open(fd_path(pfd.as_fd())).map_err(err("open", parent))?;
+    let other;
+    let dir = if parent == Path::new("/dev") {
+        dev
+    } else {
+        let pfd = mkdir_all_in_root(root, parent, 0o755).map_err(err("create", parent))?;
+        other = std::fs::File::open(fd_path(pfd.as_fd())).map_err(err("open", parent))?;
+        &other
+    };
     let cname = cstr(Path::new(name)).map_err(err("mknod", &d.path))?;
     if !plan.userns {
         // SAFETY: valid dirfd and name.
