@@ -1,6 +1,8 @@
 //! Test helpers for berth: busybox bundles in temporary directories, a private runtime state root, unique
 //! container ids, and guards that delete containers and check nothing is left, also when a test fails.
 
+pub mod registry;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
