@@ -1,6 +1,7 @@
 //! Test helpers for berth: busybox bundles in temporary directories, a private runtime state root, unique
 //! container ids, and guards that delete containers and check nothing is left, also when a test fails.
 
+pub mod images;
 pub mod registry;
 
 use std::path::{Path, PathBuf};
@@ -280,10 +281,25 @@ pub fn mounts_under(dir: &Path) -> Vec<String> {
 
 /// Like `Command::output`, but waits for the process rather than for EOF on its output.
 pub fn output_via_files(cmd: &mut Command) -> Output {
+    output_with_input(cmd, None)
+}
+
+/// [`output_via_files`] with `input` (or nothing) as stdin.
+pub fn output_with_input(cmd: &mut Command, input: Option<&[u8]>) -> Output {
+    let stdin = match input {
+        Some(data) => {
+            use std::io::{Seek, Write};
+            let mut f = tempfile::tempfile().expect("tempfile");
+            f.write_all(data).expect("write stdin");
+            f.rewind().expect("rewind");
+            std::process::Stdio::from(f)
+        }
+        None => std::process::Stdio::null(),
+    };
     let mut out = tempfile::tempfile().expect("tempfile");
     let mut err = tempfile::tempfile().expect("tempfile");
     let status = cmd
-        .stdin(std::process::Stdio::null())
+        .stdin(stdin)
         .stdout(out.try_clone().expect("dup"))
         .stderr(err.try_clone().expect("dup"))
         .status()

@@ -1,0 +1,9 @@
+//! `berth`: docker's command line. Parsing and output live here; all behaviour is in the library crates.
+
+mod cmd;
+mod output;
+mod progress;
+
+fn main() {
+    std::process::exit(cmd::main());
+}

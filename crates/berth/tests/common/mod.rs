@@ -1,0 +1,152 @@
+//! A private berth store and docker config per test, removed (with anything mounted in it) on drop.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub use berth_testsupport::images::{
+    deep_image, Compression, Entry, ImageBuilder, Layer, Layout, Written,
+};
+pub use berth_testsupport::registry::Registry;
+pub use berth_testsupport::{mounts_under, output_via_files, output_with_input, stderr, stdout};
+
+pub struct Env {
+    root: tempfile::TempDir,
+    config: tempfile::TempDir,
+    pub driver: &'static str,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        Env::with_driver("overlay")
+    }
+
+    pub fn with_driver(driver: &'static str) -> Env {
+        Env {
+            root: tempfile::Builder::new()
+                .prefix("berth-store-")
+                .tempdir()
+                .expect("tempdir"),
+            config: tempfile::Builder::new()
+                .prefix("berth-docker-config-")
+                .tempdir()
+                .expect("tempdir"),
+            driver,
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    pub fn docker_config(&self) -> &Path {
+        self.config.path()
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_berth"));
+        c.arg("--root")
+            .arg(self.root.path())
+            .arg("--storage-driver")
+            .arg(self.driver)
+            .env("DOCKER_CONFIG", self.config.path())
+            .env_remove("BERTH_ROOT");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        output_via_files(self.cmd().args(args))
+    }
+
+    /// Runs and insists on success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "berth {args:?} failed ({:?}):\nstdout: {}\nstderr: {}",
+            o.status,
+            stdout(&o),
+            stderr(&o)
+        );
+        stdout(&o)
+    }
+
+    /// Runs and insists on failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            !o.status.success(),
+            "berth {args:?} should have failed:\nstdout: {}\nstderr: {}",
+            stdout(&o),
+            stderr(&o)
+        );
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "exit code of {args:?}: {}",
+            stderr(&o)
+        );
+        stderr(&o)
+    }
+
+    pub fn blobs(&self) -> Vec<String> {
+        list(&self.root().join("content/sha256"))
+    }
+
+    /// Snapshot directories (not lock files).
+    pub fn snapshots(&self) -> Vec<String> {
+        list(&self.root().join("snapshots"))
+            .into_iter()
+            .filter(|n| !n.ends_with(".lock"))
+            .collect()
+    }
+
+    pub fn temporaries(&self) -> Vec<String> {
+        let mut v = list(&self.root().join("content/tmp"));
+        v.extend(list(&self.root().join("tmp")));
+        v
+    }
+}
+
+pub fn list(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        // Unmount what a failed test left mounted, deepest first, so the tempdir can go.
+        let mut mounts = mounts_under(self.root.path());
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in &mounts {
+            let _ = Command::new("umount").arg("-l").arg(m).status();
+        }
+        if !std::thread::panicking() {
+            assert!(mounts.is_empty(), "mounts left under the store: {mounts:?}");
+        }
+    }
+}
+
+/// Pushes one image to the registry as `repo:tag`, returns what was written.
+pub fn push(reg: &Registry, repo_tag: &str, image: ImageBuilder) -> Written {
+    let layout = Layout::new();
+    let w = layout.add("t", image);
+    layout.push("t", &reg.addr, repo_tag);
+    w
+}
+
+pub fn busybox_image() -> ImageBuilder {
+    ImageBuilder::new().layer(Layer::busybox()).cmd(["sh"])
+}
+
+pub fn path_in(dir: &str, rel: &str) -> PathBuf {
+    Path::new(dir.trim()).join(rel)
+}
