@@ -691,3 +691,64 @@ fn concurrent_pulls_share_one_snapshot_per_layer() {
     check_layered_rootfs(Path::new(&dir));
     env.ok(&["image", "unmount", &name]);
 }
+
+/// Pseudo-random bytes (xorshift): incompressible, so the pull has real work to do.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut v = Vec::with_capacity(len);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+#[test]
+fn a_pull_killed_midway_leaves_a_store_the_next_pull_repairs() {
+    let reg = Registry::start();
+    push(
+        &reg,
+        "test/big:1",
+        busybox_image().layer(Layer::new(
+            vec![
+                Entry::file("big1", noise(48 << 20, 1), 0o644),
+                Entry::file("big2", noise(48 << 20, 2), 0o644),
+            ],
+            Compression::None,
+        )),
+    );
+    let env = Env::new();
+    let name = format!("{}/test/big:1", reg.addr);
+    let mut child = env
+        .cmd()
+        .args(["pull", "-q", &name])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it while a blob is being written (or as soon as anything landed in the store).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while list(&env.root().join("content/tmp")).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    // SAFETY: kill(2) on the pid of a child this test spawned and has not reaped.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the pull finished before it could be killed");
+    // Nothing half-written is visible.
+    assert!(env.ok(&["images", "-q"]).is_empty());
+    // The next pull takes over the unfinished layer and completes.
+    env.ok(&["pull", "-q", &name]);
+    let dir = mount(&env, &name);
+    assert_eq!(std::fs::metadata(Path::new(&dir).join("big2")).unwrap().len(), 48 << 20);
+    env.ok(&["image", "unmount", &name]);
+    assert!(env.ok(&["images", "-q"]).lines().count() == 1);
+    // Leftovers of the killed pull (its temporary blob) go with the next collection.
+    env.ok(&["image", "prune"]);
+    assert!(env.temporaries().is_empty(), "{:?}", env.temporaries());
+    env.ok(&["rmi", &name]);
+    assert!(env.blobs().is_empty() && env.snapshots().is_empty());
+}

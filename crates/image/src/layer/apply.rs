@@ -58,14 +58,35 @@ pub fn apply(
         path: dest.to_owned(),
         source: e.into(),
     })?;
+    // Where the last entry's data ends, and the error if the stream ended while the parser skipped the
+    // padding after it (see below).
+    let mut data_end = None;
+    let mut cut_padding = None;
     for entry in archive.entries().map_err(stream)? {
-        x.entry(&mut entry.map_err(stream)?)?;
+        match entry {
+            Ok(mut e) => {
+                data_end = Some(e.raw_file_position() + e.size());
+                x.entry(&mut e)?;
+            }
+            Err(e) => {
+                cut_padding = Some(e);
+                break;
+            }
+        }
     }
     // The diff_id is over the whole decompressed stream, trailing zero blocks (and any padding after them)
     // included, and the decoder must see EOF to check the compressed stream's own end.
     let mut rest = archive.into_inner();
     io::copy(&mut rest, &mut io::sink()).map_err(stream)?;
     let hashing = rest.into_inner();
+    if let Some(e) = cut_padding {
+        // Some writers (umoci 0.4 among them) end a layer right after the last file's data, without its
+        // padding or the end-of-archive blocks; Go's archive/tar, and so docker and containerd, accept that.
+        // So does berth, but only when the stream ends exactly there: any other cut is an error.
+        if data_end != Some(hashing.size) {
+            return Err(stream(e));
+        }
+    }
     x.finish()?;
     hashing.inner.finish()?;
     Ok(Applied {

@@ -337,6 +337,23 @@ fn trailing_zero_blocks_count_in_the_diff_id() {
 }
 
 #[test]
+fn a_stream_ending_right_after_the_last_data_is_accepted_a_cut_elsewhere_is_not() {
+    let full = Tar::new().dir("a", 0o755).file("a/c", 0o644, b"abc").finish();
+    // dir header (512) + file header (512) + 3 data bytes: what umoci 0.4 writes, no padding, no trailer.
+    let cut = &full[..1024 + 3];
+    let tmp = tempfile::tempdir().unwrap();
+    let got = apply_tar(cut, tmp.path()).unwrap();
+    assert_eq!(got.diff_id, Digest::sha256_of(cut));
+    assert_eq!(fs::read(tmp.path().join("a/c")).unwrap(), b"abc");
+    // Cut inside the file's data: an error, not a short file.
+    let tmp = tempfile::tempdir().unwrap();
+    assert!(apply_tar(&full[..1024 + 2], tmp.path()).is_err());
+    // Cut inside the padding: an error too.
+    let tmp = tempfile::tempdir().unwrap();
+    assert!(apply_tar(&full[..1024 + 100], tmp.path()).is_err());
+}
+
+#[test]
 fn truncated_gzip_is_an_error() {
     let tar = sample_tar();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
