@@ -737,13 +737,21 @@ fn a_pull_killed_midway_leaves_a_store_the_next_pull_repairs() {
     // SAFETY: kill(2) on the pid of a child this test spawned and has not reaped.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
     let status = child.wait().unwrap();
-    assert!(!status.success(), "the pull finished before it could be killed");
+    assert!(
+        !status.success(),
+        "the pull finished before it could be killed"
+    );
     // Nothing half-written is visible.
     assert!(env.ok(&["images", "-q"]).is_empty());
     // The next pull takes over the unfinished layer and completes.
     env.ok(&["pull", "-q", &name]);
     let dir = mount(&env, &name);
-    assert_eq!(std::fs::metadata(Path::new(&dir).join("big2")).unwrap().len(), 48 << 20);
+    assert_eq!(
+        std::fs::metadata(Path::new(&dir).join("big2"))
+            .unwrap()
+            .len(),
+        48 << 20
+    );
     env.ok(&["image", "unmount", &name]);
     assert!(env.ok(&["images", "-q"]).lines().count() == 1);
     // Leftovers of the killed pull (its temporary blob) go with the next collection.

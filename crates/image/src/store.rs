@@ -545,6 +545,14 @@ impl Store {
         if snapshot::is_mounted(&merged) {
             snapshot::unmount(&merged)?;
         }
+        // Removal walks into whatever is mounted below: refuse rather than delete through someone's mount.
+        if let Some(m) = snapshot::mounts_below(dir).first() {
+            return Err(StoreError::Conflict(format!(
+                "{} is still mounted; unmount it before removing {}",
+                m.display(),
+                dir.display()
+            )));
+        }
         snapshot::remove_tree(dir).map_err(io_err(dir))
     }
 }

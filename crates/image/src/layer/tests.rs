@@ -338,7 +338,10 @@ fn trailing_zero_blocks_count_in_the_diff_id() {
 
 #[test]
 fn a_stream_ending_right_after_the_last_data_is_accepted_a_cut_elsewhere_is_not() {
-    let full = Tar::new().dir("a", 0o755).file("a/c", 0o644, b"abc").finish();
+    let full = Tar::new()
+        .dir("a", 0o755)
+        .file("a/c", 0o644, b"abc")
+        .finish();
     // dir header (512) + file header (512) + 3 data bytes: what umoci 0.4 writes, no padding, no trailer.
     let cut = &full[..1024 + 3];
     let tmp = tempfile::tempdir().unwrap();
