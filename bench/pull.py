@@ -13,15 +13,26 @@ its format version below changes).
 Registry: Debian's docker-registry on a free 127.0.0.1 port, storage in this run's temp dir, filled with
 `skopeo copy --preserve-digests` (the gzip blobs are served byte for byte as built).
 
-Jobs, each timed from an empty destination (wall clock, fork to wait4; user/sys CPU and peak RSS from the
-wait4 rusage, which also covers every descendant the job reaped):
+Jobs, each timed from an empty destination (wall clock, fork to wait4; user/sys CPU from the wait4 rusage, which
+also covers every descendant the job reaped; peak RSS from GNU time's %M, the largest of the job's processes):
   berth         berth --root D pull 127.0.0.1:PORT/bench/big:1                (stdout/stderr to /dev/null)
   skopeo+umoci  skopeo copy docker://... oci:D:big, then umoci unpack --image D:big BUNDLE  (sum; parts too)
   podman        podman --root D --runroot R --tmpdir T --storage-driver overlay pull --tls-verify=false REF
   tar-x         tar -xf layerN.tar -C D/N for every layer, sequentially                  (no decompression)
-  gunzip|tar-x  gzip -dc layerN.tar.gz | tar -x -C D/N for every layer, sequentially
+  gzip+tar-x  gzip -dc layerN.tar.gz | tar -x -C D/N for every layer, sequentially
 `sync` runs (untimed) before every job, so one job's writeback is not billed to the next; each job's output is
-removed (untimed) right after it. One untimed warm-up round, then ROUNDS rounds, the order rotated each round.
+removed (untimed) right after it. The `sync` right after a job is timed too and reported separately ("+sync":
+the job until its data is on disk; berth fsyncs its content-store blobs itself, the peers' unpacked files are
+left to writeback).
+
+Filesystem (FS): the jobs write to a fresh ext4 (mkfs defaults, so with a journal; inode tables initialised at
+mkfs, not lazily in the background) on a loop device over a sparse file of this run (FS_SIZE, default 12G;
+direct I/O to the backing file, so nothing is cached twice), mounted in the private mount namespace. FS=host
+writes to /var/tmp directly instead. Why: this VM's root ext4 has NO journal, and journal-less ext4 refuses to
+reuse inodes freed in the last 60-360 s (ialloc.c recently_deleted()), scanning past each of them on every
+create; after a job's 19k files were deleted, the next job's creates cost ~0.3-0.5 ms each instead of ~20 us
+(tar -x of the 12k-entry layer: 5.9 s on the host fs, 0.45 s on the loop ext4), so the host fs measures the
+previous job's deletions more than the tool. One untimed warm-up round, then ROUNDS rounds, the order rotated each round.
 skopeo's blob info cache (/var/lib/containers/cache for root) is bind-mounted to an empty directory of this
 run (private mount namespace) and emptied after each job; podman keeps its own under its --root.
 """
@@ -43,15 +54,18 @@ ROUNDS = int(os.environ.get("ROUNDS", "5"))
 WARMUP = int(os.environ.get("WARMUP", "1"))
 BERTH = os.environ["BERTH"]
 IMAGE_CACHE = os.environ.get("IMAGE_CACHE", "/var/tmp/berth-bench-image")
-TOOLS = [t for t in os.environ.get("TOOLS", "berth,skopeo+umoci,podman,tar-x,gunzip|tar-x").split(",") if t]
+TOOLS = [t for t in os.environ.get("TOOLS", "berth,skopeo+umoci,podman,tar-x,gzip+tar-x").split(",") if t]
 JSON_OUT = os.environ.get("JSON_OUT")
 PODMAN_OPTS = os.environ.get("PODMAN_OPTS", "").split()
+GNU_TIME = "/usr/bin/time"
+FS = os.environ.get("FS", "loop")  # loop: a fresh journaled ext4 for the jobs; host: /var/tmp as it is
+FS_SIZE = os.environ.get("FS_SIZE", "12G")
 
-FORMAT = 1  # bump when the layer recipe changes: a cached image of another version is rebuilt
+FORMAT = 2  # bump when the layer recipe changes: a cached image of another version is rebuilt
 MB = 1e6
 MiB = 2**20
 LAYERS = [  # per layer: (source dir relative to /, byte budget of its regular files' contents)
-    [("usr/sbin", 40 * MiB), ("usr/bin", 100 * MiB)],
+    [("usr/sbin", 30 * MiB), ("usr/bin", 90 * MiB)],
     [("usr/lib/x86_64-linux-gnu", 130 * MiB)],
     [("usr/share", 90 * MiB)],
     None,  # usr/lib/python3* (each up to 80 MiB), found at build time
@@ -61,6 +75,7 @@ REPO = "bench/big:1"
 
 work = None
 registry = None
+jobs_dir = None  # where every job's fresh directory is made
 
 
 def log(*a):
@@ -71,9 +86,9 @@ def log(*a):
 
 
 def file_list(spec):
-    """Paths (relative to /) of a sorted depth-first walk of each (dir, budget) of spec, parents included, stopped
-    once that dir's regular files reach its byte budget. Symlinks are entries, never followed; sockets, fifos
-    and devices are left out."""
+    """Paths (relative to /) of a sorted depth-first walk of each (dir, budget) of spec, parents and every
+    directory included, regular files taken in walk order as long as they fit in that dir's byte budget.
+    Symlinks are entries, never followed; sockets, fifos and devices are left out."""
     out, seen, total = [], set(), 0
     for top, budget in spec:
         parts = top.split("/")
@@ -84,8 +99,6 @@ def file_list(spec):
                 out.append(p)
         used = 0
         for root, dnames, fnames in os.walk("/" + top):
-            if used >= budget:
-                break
             dnames.sort()
             rel = root[1:]
             for d in list(dnames):
@@ -93,14 +106,14 @@ def file_list(spec):
                     dnames.remove(d)
                     fnames.append(d)
             for f in sorted(fnames):
-                if used >= budget:
-                    break
                 p = f"{rel}/{f}"
                 try:
                     st = os.lstat("/" + p)
                 except FileNotFoundError:
                     continue
                 if stat.S_ISREG(st.st_mode):
+                    if used + st.st_size > budget:
+                        continue  # e.g. a 100 MB libLLVM: skip it, smaller files may still fit
                     used += st.st_size
                 elif not stat.S_ISLNK(st.st_mode):
                     continue
@@ -261,17 +274,24 @@ class Registry:
 
 
 def run_timed(argv, env=None):
-    """(wall s, user s, sys s, maxrss KB) of argv; raises on failure."""
+    """(wall s, user s, sys s, maxrss KB) of argv; raises on failure. Started through GNU time, whose %M is the
+    job's own peak RSS: ru_maxrss of a child forked straight from python would include python's ~20 MB (the
+    high-water mark before execve counts). Wall and CPU come from this process's wait4 (time's own share is
+    negligible)."""
     err = tempfile.TemporaryFile()
+    rss_file = os.path.join(work, "rss")
     t0 = time.monotonic()
-    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env)
+    p = subprocess.Popen([GNU_TIME, "-q", "-f", "%M", "-o", rss_file, *argv], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=err, env=env)
     _, status, ru = os.wait4(p.pid, 0)
     t = time.monotonic() - t0
     p.returncode = os.waitstatus_to_exitcode(status)
     if p.returncode != 0:
         err.seek(0)
         raise RuntimeError(f"{argv[0]} exited {p.returncode}: {err.read().decode(errors='replace')[-2000:]}")
-    return t, ru.ru_utime, ru.ru_stime, ru.ru_maxrss
+    with open(rss_file) as f:
+        rss = int(f.read().split()[-1])
+    return t, ru.ru_utime, ru.ru_stime, rss
 
 
 def mounts_under(path):
@@ -293,6 +313,29 @@ def remove(path):
         subprocess.run(["rm", "-rf", path], check=False)
 
 
+def remove_contents(path):
+    for n in os.listdir(path):
+        if n != "lost+found":
+            remove(os.path.join(path, n))
+
+
+def setup_fs():
+    if FS == "host":
+        return work
+    if FS != "loop":
+        raise SystemExit(f"FS={FS}: loop or host")
+    img, mnt = os.path.join(work, "fs.img"), os.path.join(work, "mnt")
+    os.mkdir(mnt)
+    subprocess.run(["truncate", "-s", FS_SIZE, img], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-E", "lazy_itable_init=0,lazy_journal_init=0", img], check=True)
+    subprocess.run(["mount", "-o", "loop", img, mnt], check=True)
+    dev = subprocess.run(["findmnt", "-no", "SOURCE", mnt], capture_output=True, text=True).stdout.strip()
+    if subprocess.run(["losetup", "--direct-io=on", dev]).returncode != 0:
+        log(f"# {dev}: no direct I/O, the backing file's page cache holds a second copy")
+    log(f"# jobs write to a fresh ext4 on {dev} at {mnt}")
+    return mnt
+
+
 def sync():
     subprocess.run(["sync"], check=True)
 
@@ -307,7 +350,7 @@ class Jobs:
                     for l in meta["layers"]]
 
     def fresh(self):
-        return tempfile.mkdtemp(prefix="job.", dir=work)
+        return tempfile.mkdtemp(prefix="job.", dir=jobs_dir)
 
     def env(self, d):
         e = dict(os.environ)
@@ -315,52 +358,60 @@ class Jobs:
         return e
 
     def run(self, tool):
-        """{'s','user','sys','rss_kb', parts...} for one fresh run of tool."""
+        """{'s','user','sys','rss_kb','sync_s', parts...} for one fresh run of tool."""
         d = self.fresh()
         try:
             sync()
-            if tool == "berth":
-                t, u, s, rss = run_timed([BERTH, "--root", os.path.join(d, "root"), "pull", self.ref])
-                return {"s": t, "user": u, "sys": s, "rss_kb": rss}
-            if tool == "skopeo+umoci":
-                oci = os.path.join(d, "oci")
-                t1, u1, s1, r1 = run_timed(["skopeo", "--insecure-policy", "copy", "--src-tls-verify=false",
-                                            f"docker://{self.ref}", f"oci:{oci}:big"], env=self.env(d))
-                t2, u2, s2, r2 = run_timed(["umoci", "unpack", "--image", f"{oci}:big", os.path.join(d, "bundle")])
-                return {"s": t1 + t2, "user": u1 + u2, "sys": s1 + s2, "rss_kb": max(r1, r2),
-                        "skopeo": t1, "umoci": t2, "skopeo_rss_kb": r1, "umoci_rss_kb": r2}
-            if tool == "podman":
-                argv = ["podman", "--root", os.path.join(d, "root"), "--runroot", os.path.join(d, "run"),
-                        "--tmpdir", os.path.join(d, "tmp"), "--storage-driver", "overlay", *PODMAN_OPTS,
-                        "pull", "--tls-verify=false", self.ref]
-                t, u, s, rss = run_timed(argv, env=self.env(d))
-                return {"s": t, "user": u, "sys": s, "rss_kb": rss}
-            if tool in ("tar-x", "gunzip|tar-x"):
-                script = []
-                for i, (tar, gz) in enumerate(zip(self.tars, self.gzs)):
-                    dest = os.path.join(d, str(i + 1))
-                    os.mkdir(dest)
-                    script.append(f"tar -xf '{tar}' -C '{dest}'" if tool == "tar-x"
-                                  else f"gzip -dc '{gz}' | tar -x -C '{dest}'")
-                t, u, s, rss = run_timed(["bash", "-o", "pipefail", "-ec", "\n".join(script)])
-                return {"s": t, "user": u, "sys": s, "rss_kb": rss}
-            raise SystemExit(f"unknown tool {tool}")
+            r = self.job(tool, d)
+            t0 = time.monotonic()
+            sync()
+            r["sync_s"] = time.monotonic() - t0
+            return r
         finally:
             remove(d)
             for n in os.listdir(self.cache_dir):
                 remove(os.path.join(self.cache_dir, n))
 
+    def job(self, tool, d):
+        """{'s','user','sys','rss_kb', parts...} for one run of tool writing into the empty directory d."""
+        if tool == "berth":
+            t, u, s, rss = run_timed([BERTH, "--root", os.path.join(d, "root"), "pull", self.ref])
+            return {"s": t, "user": u, "sys": s, "rss_kb": rss}
+        if tool == "skopeo+umoci":
+            oci = os.path.join(d, "oci")
+            t1, u1, s1, r1 = run_timed(["skopeo", "--insecure-policy", "copy", "--src-tls-verify=false",
+                                        f"docker://{self.ref}", f"oci:{oci}:big"], env=self.env(d))
+            t2, u2, s2, r2 = run_timed(["umoci", "unpack", "--image", f"{oci}:big", os.path.join(d, "bundle")])
+            return {"s": t1 + t2, "user": u1 + u2, "sys": s1 + s2, "rss_kb": max(r1, r2),
+                    "skopeo": t1, "umoci": t2, "skopeo_rss_kb": r1, "umoci_rss_kb": r2}
+        if tool == "podman":
+            argv = ["podman", "--root", os.path.join(d, "root"), "--runroot", os.path.join(d, "run"),
+                    "--tmpdir", os.path.join(d, "tmp"), "--storage-driver", "overlay", *PODMAN_OPTS,
+                    "pull", "--tls-verify=false", self.ref]
+            t, u, s, rss = run_timed(argv, env=self.env(d))
+            return {"s": t, "user": u, "sys": s, "rss_kb": rss}
+        if tool in ("tar-x", "gzip+tar-x"):
+            script = []
+            for i, (tar, gz) in enumerate(zip(self.tars, self.gzs)):
+                dest = os.path.join(d, str(i + 1))
+                os.mkdir(dest)
+                script.append(f"tar -xf '{tar}' -C '{dest}'" if tool == "tar-x"
+                              else f"gzip -dc '{gz}' | tar -x -C '{dest}'")
+            t, u, s, rss = run_timed(["bash", "-o", "pipefail", "-ec", "\n".join(script)])
+            return {"s": t, "user": u, "sys": s, "rss_kb": rss}
+        raise SystemExit(f"unknown tool {tool}")
+
 
 def check_outputs(jobs):
     """One untimed sanity pass: berth's snapshots hold what tar -x makes of the same layers (file counts)."""
-    d = tempfile.mkdtemp(prefix="check.", dir=work)
+    d = tempfile.mkdtemp(prefix="check.", dir=jobs_dir)
     try:
         subprocess.run([BERTH, "--root", d, "pull", jobs.ref], check=True, stdout=subprocess.DEVNULL)
         snaps = os.path.join(d, "snapshots")
         n = sum(len(f) + len(ds) for s in os.listdir(snaps) for _, ds, f in os.walk(os.path.join(snaps, s)))
         want = sum(l["files"] for l in jobs.meta["layers"])
         log(f"# check: berth snapshots hold {n} entries in {len(os.listdir(snaps))} snapshot dirs "
-            f"(the layer tars list {want} paths, parents included)")
+            f"(the layer tars list {want} paths, parents included): {sorted(os.listdir(snaps))}")
     finally:
         remove(d)
 
@@ -375,12 +426,13 @@ def report(meta, samples):
     med = statistics.median
     raw = sum(l["tar_size"] for l in meta["layers"])
     gz = sum(l["size"] for l in meta["layers"])
-    print(f"\nImage: {len(meta['layers'])} layers, {raw / MB:.0f} MB uncompressed tar "
+    print(f"\nFilesystem: {'fresh journaled ext4 on a loop device (FS=loop)' if FS == 'loop' else '/var/tmp (FS=host)'}. "
+          f"Image: {len(meta['layers'])} layers, {raw / MB:.0f} MB uncompressed tar "
           f"({sum(l['content_bytes'] for l in meta['layers']) / MB:.0f} MB file contents, "
           f"{sum(l['files'] for l in meta['layers'])} entries), {gz / MB:.0f} MB gzip. "
           f"{ROUNDS} rounds (+{WARMUP} warm-up).\n")
     rows = [["tool", "median s", "min s", "max s", "vs berth (medians)", "paired vs berth", "user s", "sys s",
-             "MB/s (uncompr.)", "peak RSS MB (median / max)"]]
+             "MB/s (uncompr.)", "peak RSS MB (median / max)", "+sync median s", "+sync vs berth"]]
     b = samples.get("berth")
     for tool in TOOLS:
         xs = samples[tool]
@@ -390,9 +442,11 @@ def report(meta, samples):
             ratio = f"{med(s) / med(x['s'] for x in b):.2f}"
             paired = f"{med(x['s'] / y['s'] for x, y in zip(xs, b)):.2f}"
         rss = [x["rss_kb"] / 1024 for x in xs]
+        ws = med(x["s"] + x["sync_s"] for x in xs)
+        wratio = f"{ws / med(x['s'] + x['sync_s'] for x in b):.2f}" if b and tool != "berth" else "-"
         rows.append([tool, f"{med(s):.2f}", f"{min(s):.2f}", f"{max(s):.2f}", ratio, paired,
                      f"{med(x['user'] for x in xs):.2f}", f"{med(x['sys'] for x in xs):.2f}",
-                     f"{raw / MB / med(s):.0f}", f"{med(rss):.0f} / {max(rss):.0f}"])
+                     f"{raw / MB / med(s):.0f}", f"{med(rss):.0f} / {max(rss):.0f}", f"{ws:.2f}", wratio])
     print(fmt_table(rows))
     if "skopeo+umoci" in samples:
         xs = samples["skopeo+umoci"]
@@ -403,19 +457,19 @@ def report(meta, samples):
         bm = med(x["s"] for x in b)
         line = f"\nberth: {raw / MB / bm:.0f} MB/s of uncompressed layers for the whole pull (download, sha256, " \
                f"gunzip, unpack); CPU user+sys {med(x['user'] + x['sys'] for x in b):.2f} s per pull"
-        for base in ("tar-x", "gunzip|tar-x"):
+        for base in ("tar-x", "gzip+tar-x"):
             if base in samples:
                 m = med(x["s"] for x in samples[base])
                 line += f"; {base} {raw / MB / m:.0f} MB/s (berth takes {bm / m:.2f}x its time)"
         print(line)
     print("'paired vs berth' = median over rounds of (tool / berth of the same round). MB/s = uncompressed "
-          "layer tar bytes / median s. user/sys: CPU of the job and everything it reaped.")
+          "layer tar bytes / median s. user/sys: CPU of the job and everything it reaped. +sync: the job plus the `sync` right after it.")
 
 
 def main():
     global work, registry
     meta = build_image()
-    work = tempfile.mkdtemp(prefix="berth-pull-bench.", dir="/var/tmp")
+    work = tempfile.mkdtemp(prefix="bpull.", dir="/var/tmp")  # short: podman wants a runroot of <= 50 chars
     cache_mounted = False
     try:
         cache_dir = os.path.join(work, "containers-cache")
@@ -423,6 +477,8 @@ def main():
         if os.path.isdir("/var/lib/containers/cache"):
             subprocess.run(["mount", "--bind", cache_dir, "/var/lib/containers/cache"], check=True)
             cache_mounted = True
+        global jobs_dir
+        jobs_dir = setup_fs()
         registry = Registry(work)
         layout = os.path.join(IMAGE_CACHE, "layout")
         t0 = time.monotonic()
@@ -452,6 +508,9 @@ def main():
             registry.stop()
         if cache_mounted:
             subprocess.run(["umount", "/var/lib/containers/cache"], check=False)
+        if jobs_dir and FS == "loop":
+            remove_contents(jobs_dir)
+            subprocess.run(["umount", jobs_dir], check=False)  # mount -o loop: autoclear detaches the device
         remove(work)
 
 

@@ -94,6 +94,58 @@ fn familiar_name(full: &str) -> String {
 }
 
 #[derive(Args)]
+pub struct PushArgs {
+    #[command(flatten)]
+    tls: TlsArgs,
+    /// Print only the pushed manifest's digest
+    #[arg(short, long)]
+    quiet: bool,
+    /// The image in the store (name, id or name@digest)
+    #[arg(value_name = "IMAGE")]
+    image: String,
+    /// Where to push it (default: the image's own name)
+    #[arg(value_name = "DESTINATION")]
+    destination: Option<String>,
+}
+
+pub fn push(ctx: &Ctx, a: PushArgs) -> Result<i32> {
+    let store = ctx.store()?;
+    let dest = Reference::parse(a.destination.as_deref().unwrap_or(&a.image))?;
+    let client = ctx.client(a.tls.tls_verify)?;
+    if !a.quiet {
+        println!(
+            "The push refers to repository [{}/{}]",
+            dest.registry, dest.repository
+        );
+    }
+    let quiet = a.quiet;
+    let events = move |d: &image::Descriptor, e: image::push::BlobEvent| {
+        if quiet {
+            return;
+        }
+        let id: String = d.digest.hex().chars().take(12).collect();
+        let msg = match e {
+            image::push::BlobEvent::Exists => "Layer already exists".to_string(),
+            image::push::BlobEvent::Mounted(from) => format!("Mounted from {from}"),
+            image::push::BlobEvent::Pushing => return,
+            image::push::BlobEvent::Pushed => "Pushed".to_string(),
+        };
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{id}: {msg}");
+    };
+    let pushed = image::push::push(&store, &client, &a.image, &dest, &events)?;
+    if a.quiet {
+        println!("{}", pushed.digest);
+    } else {
+        println!(
+            "{}: digest: {} size: {}",
+            pushed.reference, pushed.digest, pushed.size
+        );
+    }
+    Ok(0)
+}
+
+#[derive(Args)]
 pub struct ImagesArgs {
     /// Show all images (berth keeps no intermediate images; same as without)
     #[arg(short, long)]

@@ -45,6 +45,8 @@ enum Command {
     Pull(images::PullArgs),
     /// List images
     Images(images::ImagesArgs),
+    /// Upload an image to a registry
+    Push(images::PushArgs),
     /// Remove one or more images
     Rmi(images::RmiArgs),
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
@@ -66,6 +68,8 @@ enum Command {
 enum ImageCommand {
     /// Download an image from a registry
     Pull(images::PullArgs),
+    /// Upload an image to a registry
+    Push(images::PushArgs),
     /// List images
     #[command(alias = "list")]
     Ls(images::ImagesArgs),
@@ -136,6 +140,7 @@ pub fn main() -> i32 {
     };
     let result = match cli.command {
         Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => images::pull(&ctx, a),
+        Command::Push(a) | Command::Image(ImageCommand::Push(a)) => images::push(&ctx, a),
         Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => images::list(&ctx, a),
         Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => images::rmi(&ctx, a),
         Command::Tag(a) | Command::Image(ImageCommand::Tag(a)) => images::tag(&ctx, a),
