@@ -1,6 +1,6 @@
 //! A private berth store and docker config per test, removed (with anything mounted in it) on drop.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
