@@ -3,8 +3,8 @@
 bench/pull.sh, which builds berth and enters ../shared/tools/peer-ns.sh first).
 
 Image: an OCI layout cached under IMAGE_CACHE (default /var/tmp/berth-bench-image), built once from real files
-of this machine: 4 gzip layers (gzip's default level 6), each a deterministic subset (sorted walk, stopped at
-a byte budget) of
+of this machine: 4 gzip layers (gzip's default level 6), each a deterministic subset (sorted walk, files taken while
+they fit a byte budget) of
   1 usr/bin + usr/sbin    2 usr/lib/x86_64-linux-gnu    3 usr/share    4 usr/lib/python3*
 with config diff_ids, an OCI manifest and index.json tagged "big". The uncompressed tars stay next to it
 (tars/layerN.tar) for the tar -x baseline. Delete the directory to rebuild it (it is rebuilt by itself when
@@ -19,7 +19,10 @@ also covers every descendant the job reaped; peak RSS from GNU time's %M, the la
   skopeo+umoci  skopeo copy docker://... oci:D:big, then umoci unpack --image D:big BUNDLE  (sum; parts too)
   podman        podman --root D --runroot R --tmpdir T --storage-driver overlay pull --tls-verify=false REF
   tar-x         tar -xf layerN.tar -C D/N for every layer, sequentially                  (no decompression)
-  gzip+tar-x  gzip -dc layerN.tar.gz | tar -x -C D/N for every layer, sequentially
+  gzip+tar-x    gzip -dc layerN.tar.gz | tar -x -C D/N for every layer, sequentially
+  berth-tar     berth pull of the same image with uncompressed layers (bench/big-tar:1): download, two sha256
+                passes and unpack, no gunzip, so its MB/s is berth's unpack throughput next to tar-x's
+One untimed warm-up round, then ROUNDS rounds, the order rotated each round.
 `sync` runs (untimed) before every job, so one job's writeback is not billed to the next; each job's output is
 removed (untimed) right after it. The `sync` right after a job is timed too and reported separately ("+sync":
 the job until its data is on disk; berth fsyncs its content-store blobs itself, the peers' unpacked files are
@@ -32,9 +35,11 @@ writes to /var/tmp directly instead. Why: this VM's root ext4 has NO journal, an
 reuse inodes freed in the last 60-360 s (ialloc.c recently_deleted()), scanning past each of them on every
 create; after a job's 19k files were deleted, the next job's creates cost ~0.3-0.5 ms each instead of ~20 us
 (tar -x of the 12k-entry layer: 5.9 s on the host fs, 0.45 s on the loop ext4), so the host fs measures the
-previous job's deletions more than the tool. One untimed warm-up round, then ROUNDS rounds, the order rotated each round.
-skopeo's blob info cache (/var/lib/containers/cache for root) is bind-mounted to an empty directory of this
-run (private mount namespace) and emptied after each job; podman keeps its own under its --root.
+previous job's deletions more than the tool.
+
+The containers/image blob info cache (/var/lib/containers/cache for root, used by skopeo and podman 4.3) is
+bind-mounted to an empty directory of this run (private mount namespace) and emptied after each job, so no job
+sees another's cache and the host's file is untouched.
 """
 import hashlib
 import json
@@ -54,7 +59,8 @@ ROUNDS = int(os.environ.get("ROUNDS", "5"))
 WARMUP = int(os.environ.get("WARMUP", "1"))
 BERTH = os.environ["BERTH"]
 IMAGE_CACHE = os.environ.get("IMAGE_CACHE", "/var/tmp/berth-bench-image")
-TOOLS = [t for t in os.environ.get("TOOLS", "berth,skopeo+umoci,podman,tar-x,gzip+tar-x").split(",") if t]
+TOOLS = [t for t in os.environ.get("TOOLS", "berth,skopeo+umoci,podman,tar-x,gzip+tar-x,berth-tar").split(",")
+         if t]
 JSON_OUT = os.environ.get("JSON_OUT")
 PODMAN_OPTS = os.environ.get("PODMAN_OPTS", "").split()
 GNU_TIME = "/usr/bin/time"
@@ -72,6 +78,7 @@ LAYERS = [  # per layer: (source dir relative to /, byte budget of its regular f
 ]
 TAG = "big"
 REPO = "bench/big:1"
+REPO_TAR = "bench/big-tar:1"  # the same layers uncompressed: berth's unpack set beside tar -x
 
 work = None
 registry = None
@@ -374,8 +381,9 @@ class Jobs:
 
     def job(self, tool, d):
         """{'s','user','sys','rss_kb', parts...} for one run of tool writing into the empty directory d."""
-        if tool == "berth":
-            t, u, s, rss = run_timed([BERTH, "--root", os.path.join(d, "root"), "pull", self.ref])
+        if tool in ("berth", "berth-tar"):
+            ref = self.ref if tool == "berth" else self.ref.replace(REPO, REPO_TAR)
+            t, u, s, rss = run_timed([BERTH, "--root", os.path.join(d, "root"), "pull", ref])
             return {"s": t, "user": u, "sys": s, "rss_kb": rss}
         if tool == "skopeo+umoci":
             oci = os.path.join(d, "oci")
@@ -400,6 +408,36 @@ class Jobs:
             t, u, s, rss = run_timed(["bash", "-o", "pipefail", "-ec", "\n".join(script)])
             return {"s": t, "user": u, "sys": s, "rss_kb": rss}
         raise SystemExit(f"unknown tool {tool}")
+
+
+def make_tar_layout(meta, base):
+    """An OCI layout of the same image with uncompressed layers: blobs are symlinks to the cached tars (a tar's
+    digest is its diff_id), the config is the gzip image's own."""
+    layout = os.path.join(base, "layout-tar")
+    blobs = os.path.join(layout, "blobs", "sha256")
+    os.makedirs(blobs)
+    src = os.path.join(IMAGE_CACHE, "layout", "blobs", "sha256")
+    cfg = meta["config"].split(":", 1)[1]
+    shutil.copy(os.path.join(src, cfg), os.path.join(blobs, cfg))
+    for l in meta["layers"]:
+        os.symlink(os.path.join(IMAGE_CACHE, l["tar"]), os.path.join(blobs, l["diff_id"].split(":", 1)[1]))
+    man = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": meta["config"],
+                   "size": os.path.getsize(os.path.join(blobs, cfg))},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": l["diff_id"],
+                    "size": l["tar_size"]} for l in meta["layers"]],
+    }, separators=(",", ":")).encode()
+    md = hashlib.sha256(man).hexdigest()
+    with open(os.path.join(blobs, md), "wb") as f:
+        f.write(man)
+    with open(os.path.join(layout, "oci-layout"), "w") as f:
+        json.dump({"imageLayoutVersion": "1.0.0"}, f)
+    with open(os.path.join(layout, "index.json"), "w") as f:
+        json.dump({"schemaVersion": 2, "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:" + md, "size": len(man),
+            "annotations": {"org.opencontainers.image.ref.name": TAG}}]}, f)
+    return layout
 
 
 def check_outputs(jobs):
@@ -462,6 +500,12 @@ def report(meta, samples):
                 m = med(x["s"] for x in samples[base])
                 line += f"; {base} {raw / MB / m:.0f} MB/s (berth takes {bm / m:.2f}x its time)"
         print(line)
+    if "berth-tar" in samples and "tar-x" in samples:
+        bt = med(x["s"] for x in samples["berth-tar"])
+        tx = med(x["s"] for x in samples["tar-x"])
+        print(f"\nunpack throughput, same uncompressed layers: berth pull {raw / MB / bt:.0f} MB/s (download, sha256 "
+              f"twice, unpack; layers in parallel) vs tar -x {raw / MB / tx:.0f} MB/s (local files, one at a time): "
+              f"{tx / bt:.2f} of tar's throughput")
     print("'paired vs berth' = median over rounds of (tool / berth of the same round). MB/s = uncompressed "
           "layer tar bytes / median s. user/sys: CPU of the job and everything it reaped. +sync: the job plus the `sync` right after it.")
 
@@ -485,6 +529,9 @@ def main():
         subprocess.run(["skopeo", "--insecure-policy", "copy", "-q", "--preserve-digests", "--dest-tls-verify=false",
                         f"oci:{layout}:{TAG}", f"docker://{registry.addr}/{REPO}"], check=True)
         log(f"# registry {registry.addr} (pid {registry.proc.pid}): pushed in {time.monotonic() - t0:.1f} s")
+        tar_layout = make_tar_layout(meta, work)
+        subprocess.run(["skopeo", "--insecure-policy", "copy", "-q", "--preserve-digests", "--dest-tls-verify=false",
+                        f"oci:{tar_layout}:{TAG}", f"docker://{registry.addr}/{REPO_TAR}"], check=True)
         jobs = Jobs(meta, registry.addr, cache_dir)
         check_outputs(jobs)
         samples = {t: [] for t in TOOLS}

@@ -159,7 +159,9 @@ fn import_file(store: &Store, path: &Path) -> Result<(Digest, u64), ArchiveError
     let mut f = File::open(path).map_err(aio(path))?;
     io::copy(&mut f, &mut w).map_err(aio(path))?;
     let size = w.written();
-    let d = w.digest();
+    let d = w
+        .digest()
+        .ok_or_else(|| ArchiveError::Invalid("blob writer without a hash".into()))?;
     w.commit(&d, Some(size)).map_err(StoreError::from)?;
     Ok((d, size))
 }

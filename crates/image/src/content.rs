@@ -89,6 +89,16 @@ impl ContentStore {
 
     /// A writer into a fresh temporary file; nothing is visible until `commit` checks the digest.
     pub fn writer(&self) -> Result<BlobWriter, ContentError> {
+        self.new_writer(true)
+    }
+
+    /// A writer for bytes whose source verifies the digest itself before its last read succeeds (the registry
+    /// client's blob reader does): `commit` then checks the size only, and the bytes are hashed once, not twice.
+    pub fn writer_for_verified_source(&self) -> Result<BlobWriter, ContentError> {
+        self.new_writer(false)
+    }
+
+    fn new_writer(&self, hash: bool) -> Result<BlobWriter, ContentError> {
         let dir = self.root.join("tmp");
         let tmp = tempfile::Builder::new()
             .prefix("blob-")
@@ -101,7 +111,7 @@ impl ContentStore {
         Ok(BlobWriter {
             file: Some(io::BufWriter::with_capacity(1 << 20, file)),
             path,
-            hasher: Hasher::sha256(),
+            hasher: hash.then(Hasher::sha256),
             sha512: None,
             written: 0,
             store: self.clone(),
@@ -156,7 +166,8 @@ impl ContentStore {
 pub struct BlobWriter {
     file: Option<io::BufWriter<File>>,
     path: PathBuf,
-    hasher: Hasher,
+    /// None when the source has verified the digest already.
+    hasher: Option<Hasher>,
     sha512: Option<Hasher>,
     written: u64,
     store: ContentStore,
@@ -167,9 +178,9 @@ impl BlobWriter {
         self.written
     }
 
-    /// The sha256 of what was written so far.
-    pub fn digest(&self) -> Digest {
-        self.hasher.clone().finish()
+    /// The sha256 of what was written so far (None for a writer of a verified source).
+    pub fn digest(&self) -> Option<Digest> {
+        self.hasher.clone().map(Hasher::finish)
     }
 
     /// Hashes with sha512 as well, for the rare blob addressed that way.
@@ -181,14 +192,6 @@ impl BlobWriter {
 
     /// Checks size and digest, then fsyncs and renames the file to its final name.
     pub fn commit(mut self, expected: &Digest, size: Option<u64>) -> Result<(), ContentError> {
-        let actual = match expected.algorithm() {
-            "sha512" => self
-                .sha512
-                .take()
-                .map(Hasher::finish)
-                .unwrap_or_else(|| self.hasher.clone().finish()),
-            _ => self.hasher.clone().finish(),
-        };
         if let Some(size) = size {
             if size != self.written {
                 return Err(ContentError::SizeMismatch {
@@ -198,11 +201,23 @@ impl BlobWriter {
                 });
             }
         }
-        if &actual != expected {
-            return Err(ContentError::DigestMismatch {
-                expected: expected.clone(),
-                actual,
-            });
+        let actual = match (expected.algorithm(), &self.hasher) {
+            (_, None) => None,
+            ("sha512", Some(h)) => Some(
+                self.sha512
+                    .take()
+                    .map(Hasher::finish)
+                    .unwrap_or_else(|| h.clone().finish()),
+            ),
+            (_, Some(h)) => Some(h.clone().finish()),
+        };
+        if let Some(actual) = actual {
+            if &actual != expected {
+                return Err(ContentError::DigestMismatch {
+                    expected: expected.clone(),
+                    actual,
+                });
+            }
         }
         let Some(buf) = self.file.take() else {
             return Ok(());
@@ -231,7 +246,9 @@ impl Write for BlobWriter {
             .as_mut()
             .ok_or_else(|| io::Error::other("blob writer already committed"))?;
         let n = f.write(buf)?;
-        self.hasher.update(&buf[..n]);
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(&buf[..n]);
+        }
         if let Some(h) = self.sha512.as_mut() {
             h.update(&buf[..n]);
         }

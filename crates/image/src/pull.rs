@@ -509,16 +509,29 @@ impl LayerJob<'_> {
                 source: e.into(),
             }
         })?;
-        let row = store
+        // Re-read under the lock: another process may have finished this layer while we waited.
+        // (Bound first: a guard in the match scrutinee would live through the arms and deadlock below.)
+        let existing = store
             .db()
-            .claim_snapshot(self.chain_id, self.diff_id)
+            .snapshot(self.chain_id)
             .map_err(StoreError::from)?;
+        let row = match existing {
+            Some(r) => r,
+            None => store
+                .db()
+                .claim_snapshot(self.chain_id, self.diff_id)
+                .map_err(StoreError::from)?,
+        };
         let have_blob = store.content().contains(&self.desc.digest);
         if row.ready && have_blob {
             self.progress.layer_exists(self.desc);
             return Ok((row.size, false));
         }
-        let mut writer = store.content().writer().map_err(StoreError::from)?;
+        // The blob reader checks size and digest before its last read succeeds; nothing commits before that.
+        let mut writer = store
+            .content()
+            .writer_for_verified_source()
+            .map_err(StoreError::from)?;
         if row.ready {
             // Unpacked already (say, by `load` from another compression) but this blob is new: store it only.
             let mut src = self.download()?;

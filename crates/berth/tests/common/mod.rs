@@ -137,9 +137,14 @@ impl Drop for Env {
 
 /// Pushes one image to the registry as `repo:tag`, returns what was written.
 pub fn push(reg: &Registry, repo_tag: &str, image: ImageBuilder) -> Written {
+    push_to(&reg.addr, repo_tag, image)
+}
+
+/// Pushes one image with skopeo to any registry at `addr` (127.0.0.1:PORT, plain HTTP).
+pub fn push_to(addr: &str, repo_tag: &str, image: ImageBuilder) -> Written {
     let layout = Layout::new();
     let w = layout.add("t", image);
-    layout.push("t", &reg.addr, repo_tag);
+    layout.push("t", addr, repo_tag);
     w
 }
 
