@@ -2,6 +2,7 @@
 
 mod images;
 mod login;
+mod registry;
 
 use std::path::PathBuf;
 
@@ -62,6 +63,9 @@ enum Command {
     Login(login::LoginArgs),
     /// Log out from a registry
     Logout(login::LogoutArgs),
+    /// berth's OCI distribution registry
+    #[command(subcommand)]
+    Registry(registry::RegistryCommand),
 }
 
 #[derive(Subcommand)]
@@ -103,6 +107,8 @@ pub struct TlsArgs {
 
 pub struct Ctx {
     root: PathBuf,
+    /// --root (or BERTH_ROOT) was given rather than defaulted.
+    root_given: bool,
     driver: Driver,
     insecure: Vec<String>,
 }
@@ -125,7 +131,18 @@ impl Ctx {
 }
 
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+    let matches = match <Cli as clap::CommandFactory>::command().try_get_matches() {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 125 } else { 0 };
+        }
+    };
+    let root_given = !matches!(
+        matches.value_source("root"),
+        Some(clap::parser::ValueSource::DefaultValue) | None
+    );
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -134,6 +151,7 @@ pub fn main() -> i32 {
         }
     };
     let ctx = Ctx {
+        root_given,
         root: cli.root,
         driver: cli.storage_driver,
         insecure: cli.insecure_registries,
@@ -152,6 +170,7 @@ pub fn main() -> i32 {
         Command::Image(ImageCommand::Unmount(a)) => images::unmount(&ctx, a),
         Command::Login(a) => login::login(&ctx, a),
         Command::Logout(a) => login::logout(&ctx, a),
+        Command::Registry(c) => registry::run(&ctx, c),
     };
     match result {
         Ok(code) => code,
