@@ -4,7 +4,7 @@
 #   bench/pull.sh                   # build berth (release), 1 warm-up + 5 interleaved rounds; ~5-10 minutes
 #   ROUNDS=3 bench/pull.sh          # fewer rounds (WARMUP=1 by default)
 #   BERTH=/path/to/berth bench/pull.sh         # skip the build, measure that binary
-#   TOOLS=berth,tar-x bench/pull.sh            # a subset of berth,skopeo+umoci,podman,tar-x,gzip+tar-x
+#   TOOLS=berth,tar-x bench/pull.sh            # a subset of berth,skopeo+umoci,podman,tar-x,gzip+tar-x,berth-tar
 #   IMAGE_CACHE=/var/tmp/berth-bench-image     # where the test image is built once and reused (default)
 #   JSON_OUT=/tmp/pull.json                    # also write every sample
 #   PODMAN_OPTS="--log-level=debug"            # extra global options for podman
