@@ -28,7 +28,25 @@ pub enum BlobEvent {
     Exists,
     Mounted(String),
     Pushing,
+    /// Bytes of this blob sent so far.
+    Sent(u64),
     Pushed,
+}
+
+struct Counting<'a, R> {
+    inner: R,
+    n: u64,
+    desc: &'a Descriptor,
+    events: &'a (dyn Fn(&Descriptor, BlobEvent) + Sync),
+}
+
+impl<R: std::io::Read> std::io::Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n += n as u64;
+        (self.events)(self.desc, BlobEvent::Sent(self.n));
+        Ok(n)
+    }
 }
 
 #[derive(Debug)]
@@ -148,7 +166,12 @@ fn push_blob(
         repo,
         &desc.digest,
         desc.size,
-        BufReader::with_capacity(1 << 20, f),
+        Counting {
+            inner: BufReader::with_capacity(1 << 20, f),
+            n: 0,
+            desc,
+            events,
+        },
     )?;
     events(desc, BlobEvent::Pushed);
     Ok(())

@@ -118,21 +118,15 @@ pub fn push(ctx: &Ctx, a: PushArgs) -> Result<i32> {
             dest.registry, dest.repository
         );
     }
-    let quiet = a.quiet;
-    let events = move |d: &image::Descriptor, e: image::push::BlobEvent| {
-        if quiet {
-            return;
-        }
-        let id: String = d.digest.hex().chars().take(12).collect();
-        let msg = match e {
-            image::push::BlobEvent::Exists => "Layer already exists".to_string(),
-            image::push::BlobEvent::Mounted(from) => format!("Mounted from {from}"),
-            image::push::BlobEvent::Pushing => return,
-            image::push::BlobEvent::Pushed => "Pushed".to_string(),
-        };
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{id}: {msg}");
+    let mode = if a.quiet {
+        Mode::Quiet
+    } else if std::io::stdout().is_terminal() {
+        Mode::Bars
+    } else {
+        Mode::Lines
     };
+    let progress = PullProgress::new(mode);
+    let events = |d: &image::Descriptor, e: image::push::BlobEvent| progress.push_event(d, e);
     let pushed = image::push::push(&store, &client, &a.image, &dest, &events)?;
     if a.quiet {
         println!("{}", pushed.digest);
