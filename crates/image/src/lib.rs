@@ -7,6 +7,7 @@ pub mod db;
 pub mod digest;
 pub mod layer;
 pub mod media;
+mod parallel;
 pub mod pull;
 pub mod push;
 pub mod reference;

@@ -3,8 +3,6 @@
 //! layer's snapshot directory. Nothing becomes visible before its digest checked out.
 
 use std::io::{self, Read};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use crate::content::{BlobWriter, Tee};
 use crate::db::ImageRow;
@@ -367,55 +365,21 @@ pub fn pull(
     let chains = chain_ids(&config.rootfs.diff_ids);
 
     // Layers run in parallel; the first failure stops the others from starting.
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let first_error: Mutex<Option<PullError>> = Mutex::new(None);
-    let any_downloaded = AtomicBool::new(false);
-    let sizes: Mutex<Vec<u64>> = Mutex::new(vec![0; manifest.layers.len()]);
-    let workers = manifest.layers.len().clamp(1, 4);
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= manifest.layers.len() || failed.load(Ordering::SeqCst) {
-                    return;
-                }
-                let desc = &manifest.layers[i];
-                let job = LayerJob {
-                    store,
-                    client: Some(client),
-                    registry,
-                    repo,
-                    desc,
-                    compression: compressions[i],
-                    chain_id: &chains[i],
-                    diff_id: &config.rootfs.diff_ids[i],
-                    progress,
-                };
-                match job.run() {
-                    Ok((size, fetched)) => {
-                        if fetched {
-                            any_downloaded.store(true, Ordering::SeqCst);
-                        }
-                        if let Ok(mut v) = sizes.lock() {
-                            v[i] = size;
-                        }
-                    }
-                    Err(e) => {
-                        failed.store(true, Ordering::SeqCst);
-                        if let Ok(mut slot) = first_error.lock() {
-                            slot.get_or_insert(e);
-                        }
-                        return;
-                    }
-                }
-            });
+    let done = crate::parallel::run(manifest.layers.len(), 4, |i| {
+        LayerJob {
+            store,
+            client: Some(client),
+            registry,
+            repo,
+            desc: &manifest.layers[i],
+            compression: compressions[i],
+            chain_id: &chains[i],
+            diff_id: &config.rootfs.diff_ids[i],
+            progress,
         }
-    });
-    if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        return Err(e);
-    }
-    if any_downloaded.load(Ordering::SeqCst) {
+        .run()
+    })?;
+    if done.iter().any(|(_, fetched)| *fetched) {
         downloaded = true;
     }
     if !store.content().contains(&manifest_digest) {
@@ -433,11 +397,7 @@ pub fn pull(
         ),
         (None, None) => format!("{}/{}:latest", reference.registry, reference.repository),
     };
-    let size: u64 = sizes
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-        .sum();
+    let size: u64 = done.iter().map(|(size, _)| size).sum();
     let mut db = store.db();
     let previous = db.tag(&name).map_err(StoreError::from)?;
     if previous.as_ref().map(|t| &t.image) != Some(&config_digest) {

@@ -4,8 +4,6 @@
 //! a manifest whose blobs are all there.
 
 use std::io::BufReader;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use crate::reference::Reference;
 use crate::registry::{Client, RegistryError};
@@ -99,30 +97,9 @@ pub fn push(
 
     let mut blobs: Vec<Descriptor> = img.manifest.layers.clone();
     blobs.push(img.manifest.config.clone());
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let first_error: Mutex<Option<PushError>> = Mutex::new(None);
-    let workers = blobs.len().clamp(1, 4);
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= blobs.len() || failed.load(Ordering::SeqCst) {
-                    return;
-                }
-                if let Err(e) = push_blob(store, client, dest, &sources, &blobs[i], events) {
-                    failed.store(true, Ordering::SeqCst);
-                    if let Ok(mut slot) = first_error.lock() {
-                        slot.get_or_insert(e);
-                    }
-                    return;
-                }
-            });
-        }
-    });
-    if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        return Err(e);
-    }
+    crate::parallel::run(blobs.len(), 4, |i| {
+        push_blob(store, client, dest, &sources, &blobs[i], events)
+    })?;
     let digest = client.put_manifest(
         &dest.registry,
         &dest.repository,

@@ -165,7 +165,7 @@ fn split_registry(name: &str) -> (&str, &str) {
     }
 }
 
-fn check_tag(tag: &str) -> Result<(), String> {
+pub fn check_tag(tag: &str) -> Result<(), String> {
     let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
     let ok = !tag.is_empty()
         && tag.len() <= TAG_LENGTH_MAX
@@ -180,6 +180,17 @@ fn check_tag(tag: &str) -> Result<(), String> {
             "invalid tag {tag:?}: a tag is up to {TAG_LENGTH_MAX} of [A-Za-z0-9_.-], not starting with '.' or '-'"
         ))
     }
+}
+
+/// A repository path as the distribution spec's grammar allows it (components joined by '/', at most 255
+/// bytes); the registry server checks names with it too.
+pub fn check_repository(name: &str) -> Result<(), String> {
+    if name.len() > NAME_TOTAL_LENGTH_MAX {
+        return Err(format!(
+            "repository name longer than {NAME_TOTAL_LENGTH_MAX} characters"
+        ));
+    }
+    name.split('/').try_for_each(check_path_component)
 }
 
 /// `[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*`

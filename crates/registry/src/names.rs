@@ -7,46 +7,15 @@ use crate::errors::{ApiError, Code};
 /// Longest repository name accepted (the spec lets registries cap it; 255 is what docker's registry uses).
 pub const NAME_MAX: usize = 255;
 
-/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*`
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*`, at most NAME_MAX bytes: the same
+/// grammar the client's reference parser applies.
 pub fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= NAME_MAX && name.split('/').all(valid_component)
-}
-
-fn valid_component(c: &str) -> bool {
-    let b = c.as_bytes();
-    let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
-    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
-        return false;
-    }
-    let mut i = 0;
-    while i < b.len() {
-        if alnum(b[i]) {
-            i += 1;
-            continue;
-        }
-        // A separator run: ".", "_", "__" or one or more "-", always followed by an alphanumeric.
-        let start = i;
-        while i < b.len() && !alnum(b[i]) {
-            i += 1;
-        }
-        let sep = &c[start..i];
-        let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-');
-        if !ok {
-            return false;
-        }
-    }
-    true
+    name.len() <= NAME_MAX && image::reference::check_repository(name).is_ok()
 }
 
 /// `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`
 pub fn valid_tag(tag: &str) -> bool {
-    let b = tag.as_bytes();
-    !b.is_empty()
-        && b.len() <= 128
-        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b[1..]
-            .iter()
-            .all(|&x| x.is_ascii_alphanumeric() || x == b'_' || x == b'.' || x == b'-')
+    image::reference::check_tag(tag).is_ok()
 }
 
 pub fn check_name(name: &str) -> Result<(), ApiError> {
