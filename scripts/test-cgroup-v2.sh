@@ -77,6 +77,28 @@ for t in "${tests[@]}"; do
     set -e
     dt=$(($(date +%s) - t0))
     result=$(grep -E '^test result:' "$scratch/$name.log" | tail -n 1)
+    # Tests that failed get one more run, alone and single-threaded, reported loudly: under software
+    # emulation a guest test has failed once in a while (runtime_cgroups' cgroup_namespace test once, with
+    # memory.max missing right after creation, under heavy host load) and never again in a rerun; a test
+    # that fails twice fails the run.
+    retried=""
+    if [[ $rc != 0 && $rc != 124 && $rc != 125 ]]; then
+        again=$(grep -E '^test [A-Za-z0-9_:]+ \.\.\. FAILED$' "$scratch/$name.log" | awk '{print $2}' | sort -u || true)
+        if [[ -n $again ]]; then
+            echo "== $name: rerunning the failed tests once: $(tr '\n' ' ' <<<"$again")"
+            set +e
+            # shellcheck disable=SC2086
+            "$runvm" -t "$timeout" -m "$mem" -M -C /tmp -e TMPDIR=/tmp -e RUST_BACKTRACE=1 \
+                "$scratch" "$exe" --test-threads=1 --exact $again 2>&1 | tee "$scratch/$name.retry.log"
+            rrc=${PIPESTATUS[0]}
+            set -e
+            if [[ $rrc == 0 ]]; then
+                retried=$(tr '\n' ' ' <<<"$again")
+                rc=0
+                result="$result; rerun: $(grep -E '^test result:' "$scratch/$name.retry.log" | tail -n 1)"
+            fi
+        fi
+    fi
     case $rc in
         0) status=ok ;;
         124) status="TIMEOUT after ${timeout}s" ;;
@@ -85,6 +107,7 @@ for t in "${tests[@]}"; do
     esac
     [[ $rc == 0 ]] || failed=1
     summary+=("$(printf '%-18s %-20s %4ss  %s' "$name" "$status" "$dt" "${result:-no libtest summary}")")
+    [[ -z $retried ]] || summary+=("      RETRIED: failed once, passed alone: $retried(see $name.log above)")
     if [[ $rc != 0 ]]; then
         fails=$(sed -n '/^failures:$/,/^test result/p' "$scratch/$name.log" | grep -E '^    [A-Za-z0-9_:]+$' | sort -u || true)
         [[ -z $fails ]] || summary+=("$(sed 's/^/      failed: /' <<<"$fails")")
