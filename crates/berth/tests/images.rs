@@ -529,6 +529,18 @@ fn tag_rmi_and_prune_collect_blobs_and_snapshots() {
         env.ok(&["rmi", "mine/alias:v1"]).trim(),
         "Untagged: mine/alias:v1"
     );
+    // A name wins over an id prefix, as in docker: tag b with a prefix of a's id.
+    let prefix = &id[7..13];
+    env.ok(&["tag", &b, prefix]);
+    let i: Value = serde_json::from_str(&env.ok(&["image", "inspect", prefix])).unwrap();
+    assert_ne!(
+        i[0]["Id"],
+        id.as_str(),
+        "the name {prefix} should win over the id prefix"
+    );
+    let i: Value = serde_json::from_str(&env.ok(&["image", "inspect", &id[7..19]])).unwrap();
+    assert_eq!(i[0]["Id"], id.as_str());
+    env.ok(&["rmi", prefix]);
     let out = env.ok(&["rmi", &b]);
     assert!(
         out.contains("Untagged: ") && out.contains("Deleted: sha256:"),

@@ -214,20 +214,29 @@ impl Store {
         };
         let find = |id: &Digest| rows.iter().find(|r| &r.id == id);
         let hexish = s.strip_prefix("sha256:").unwrap_or(s);
-        if !hexish.is_empty() && hexish.len() <= 64 && hexish.bytes().all(|b| b.is_ascii_hexdigit())
-        {
+        let is_hex = !hexish.is_empty()
+            && hexish.len() <= 64
+            && hexish
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        // As docker: a full id (or sha256:...) is an id; otherwise a name wins over an id prefix, so an
+        // image named "abc" stays reachable when some id starts with "abc".
+        let by_id = |prefix: &str| -> Option<Result<ImageInfo, StoreError>> {
             let matches: Vec<&ImageRow> = rows
                 .iter()
-                .filter(|r| r.id.hex().starts_with(hexish))
+                .filter(|r| r.id.hex().starts_with(prefix))
                 .collect();
-            if matches.len() == 1 {
-                return self.info(matches[0], &tags);
+            match matches.len() {
+                0 => None,
+                1 => Some(self.info(matches[0], &tags)),
+                n => Some(Err(StoreError::Conflict(format!(
+                    "image id prefix {s:?} is ambiguous: {n} images match"
+                )))),
             }
-            if matches.len() > 1 && !s.contains('/') {
-                return Err(StoreError::Conflict(format!(
-                    "image id prefix {s:?} is ambiguous: {} images match",
-                    matches.len()
-                )));
+        };
+        if is_hex && (hexish.len() == 64 || s.starts_with("sha256:")) {
+            if let Some(r) = by_id(hexish) {
+                return r;
             }
         }
         if let Ok(r) = Reference::parse(s) {
@@ -252,6 +261,11 @@ impl Store {
                 if let Some(row) = rows.iter().find(|r| &r.manifest == d) {
                     return self.info(row, &tags);
                 }
+            }
+        }
+        if is_hex {
+            if let Some(r) = by_id(hexish) {
+                return r;
             }
         }
         Err(StoreError::NoSuchImage(s.to_string()))
