@@ -37,11 +37,34 @@ pub fn enable_controllers(
                 .map(|c| format!("+{c}"))
                 .collect::<Vec<_>>()
                 .join(" ");
-            write(&dir, "cgroup.subtree_control", &line).map_err(|e| hint(&dir, e))?;
+            if let Err(all) = write(&dir, "cgroup.subtree_control", &line) {
+                // One write enables all or none: a single controller the kernel refuses (or a transient
+                // refusal while sibling cgroups come and go) must not cost the others. Try each alone;
+                // report the first refusal once all were tried.
+                let mut first = None;
+                for c in &missing {
+                    if let Err(e) = write(&dir, "cgroup.subtree_control", &format!("+{c}")) {
+                        first.get_or_insert(e);
+                    }
+                }
+                if let Some(e) = first
+                    .or(Some(all))
+                    .filter(|_| missing_after(&dir, &missing))
+                {
+                    return Err(hint(&dir, e));
+                }
+            }
         }
         dir.push(comp);
     }
     Ok(())
+}
+
+/// Whether any of `wanted` is still not enabled in `dir`'s cgroup.subtree_control.
+fn missing_after(dir: &Path, wanted: &[&String]) -> bool {
+    let have = fsutil::read(dir, "cgroup.subtree_control").unwrap_or_default();
+    let have: Vec<&str> = have.split_whitespace().collect();
+    wanted.iter().any(|c| !have.contains(&c.as_str()))
 }
 
 /// EBUSY from subtree_control is the "no internal processes" rule; say so.
