@@ -2,6 +2,7 @@
 //! config plus `docker run` options into an OCI runtime spec (config.json), the way dockerd does.
 
 mod caps;
+pub mod logs;
 mod mounts;
 mod resources;
 mod seccomp;
