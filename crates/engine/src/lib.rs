@@ -4,6 +4,8 @@
 mod caps;
 pub mod logs;
 mod mounts;
+pub mod names;
+pub mod records;
 mod resources;
 mod seccomp;
 pub mod spec;

@@ -2,7 +2,7 @@
 //! so a crash at any point leaves either the old record or the new one.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -51,6 +51,18 @@ CREATE TABLE IF NOT EXISTS active (
 );
 ";
 
+fn setup(conn: &mut Connection) -> rusqlite::Result<()> {
+    let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    // IMMEDIATE: concurrent first opens queue up on the write lock instead of failing on a stale snapshot.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute_batch(SCHEMA)?;
+    tx.commit()
+}
+
 pub struct Db {
     conn: Connection,
     path: PathBuf,
@@ -93,13 +105,23 @@ impl Db {
             path: path.to_path_buf(),
             source,
         };
-        let conn = Connection::open(path).map_err(err)?;
+        let mut conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(Duration::from_secs(30)).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
+        // Several first opens at once (parallel pulls into a new store): switching to WAL can fail with
+        // SQLITE_BUSY without going through the busy handler, so that step is retried here.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match setup(&mut conn) {
+                Ok(()) => break,
+                Err(e)
+                    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                        && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => return Err(err(e)),
+            }
+        }
         Ok(Db {
             conn,
             path: path.to_path_buf(),
