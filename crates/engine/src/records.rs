@@ -366,6 +366,29 @@ impl Records {
         tx.commit()
     }
 
+    /// A write transaction that takes the write lock up front (two processes that read first and then upgrade
+    /// would deadlock), with the error mapper for its statements.
+    fn begin(
+        &mut self,
+    ) -> Result<
+        (
+            rusqlite::Transaction<'_>,
+            impl Fn(rusqlite::Error) -> RecordsError,
+        ),
+        RecordsError,
+    > {
+        let path = self.path.clone();
+        let err = move |source| RecordsError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&err)?;
+        Ok((tx, err))
+    }
+
     fn err(&self) -> impl Fn(rusqlite::Error) -> RecordsError + '_ {
         move |source| RecordsError::Sqlite {
             path: self.path.clone(),
@@ -442,15 +465,7 @@ impl Records {
         let labels =
             serde_json::to_string(&c.labels).map_err(|e| self.corrupt(format!("labels: {e}")))?;
         let created_at = now_nanos();
-        let path = self.path.clone();
-        let err = move |source| RecordsError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(&err)?;
+        let (tx, err) = self.begin()?;
         let mut retry = 0u32;
         let mut id = random_id()?;
         let name = loop {
@@ -622,15 +637,7 @@ impl Records {
     /// Renames the container with this full id; a taken name fails with [`RecordsError::NameInUse`].
     pub fn rename(&mut self, id: &str, new_name: &str) -> Result<(), RecordsError> {
         let name = container_name(new_name)?;
-        let path = self.path.clone();
-        let err = move |source| RecordsError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(&err)?;
+        let (tx, err) = self.begin()?;
         let old: Option<String> = tx
             .query_row("SELECT name FROM containers WHERE id = ?1", [id], |r| {
                 r.get(0)
@@ -663,15 +670,7 @@ impl Records {
     /// Forgets the container with this full id, and which volumes it used. Whether it may go (not running) is
     /// the caller's decision.
     pub fn remove(&mut self, id: &str) -> Result<(), RecordsError> {
-        let path = self.path.clone();
-        let err = move |source| RecordsError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(&err)?;
+        let (tx, err) = self.begin()?;
         tx.execute("DELETE FROM volume_users WHERE container_id = ?1", [id])
             .map_err(&err)?;
         let n = tx
@@ -703,15 +702,7 @@ impl Records {
         let labels_json =
             serde_json::to_string(labels).map_err(|e| self.corrupt(format!("labels: {e}")))?;
         let data = self.volume_dir(&name).join("_data");
-        let path = self.path.clone();
-        let err = move |source| RecordsError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(&err)?;
+        let (tx, err) = self.begin()?;
         tx.execute(
             "INSERT INTO volumes (name, driver, created_at, labels) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT(name) DO NOTHING",
@@ -774,15 +765,7 @@ impl Records {
 
     /// Removes a volume and its directory, unless a container uses it ([`RecordsError::VolumeInUse`]).
     pub fn remove_volume(&mut self, name: &str) -> Result<(), RecordsError> {
-        let path = self.path.clone();
-        let err = move |source| RecordsError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(&err)?;
+        let (tx, err) = self.begin()?;
         let users = {
             let mut st = tx
                 .prepare(
@@ -826,15 +809,7 @@ impl Records {
         container_id: &str,
         volume_names: &[String],
     ) -> Result<(), RecordsError> {
-        let path = self.path.clone();
-        let err = move |source| RecordsError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(&err)?;
+        let (tx, err) = self.begin()?;
         let exists = tx
             .query_row(
                 "SELECT 1 FROM containers WHERE id = ?1",

@@ -170,7 +170,10 @@ fn import_verified(store: &Store, path: &Path, digest: &Digest) -> Result<u64, A
     if store.content().contains(digest) {
         return Ok(fs::metadata(path).map_err(aio(path))?.len());
     }
-    let mut w = store.content().writer().map_err(StoreError::from)?;
+    let mut w = store
+        .content()
+        .writer_for(digest)
+        .map_err(StoreError::from)?;
     let mut f = File::open(path).map_err(aio(path))?;
     io::copy(&mut f, &mut w).map_err(aio(path))?;
     let size = w.written();

@@ -82,23 +82,29 @@ impl ContentStore {
         if self.contains(digest) {
             return Ok(());
         }
-        let mut w = self.writer()?;
+        let mut w = self.writer_for(digest)?;
         w.write_all(data).map_err(io_err(&w.path))?;
         w.commit(digest, Some(data.len() as u64))
     }
 
-    /// A writer into a fresh temporary file; nothing is visible until `commit` checks the digest.
+    /// A writer into a fresh temporary file, hashing with sha256 (`digest` tells the result); nothing is
+    /// visible until `commit` checks the digest.
     pub fn writer(&self) -> Result<BlobWriter, ContentError> {
-        self.new_writer(true)
+        self.new_writer(Some(Hasher::sha256()))
+    }
+
+    /// A writer for a blob whose digest is known, hashing with that digest's algorithm.
+    pub fn writer_for(&self, expected: &Digest) -> Result<BlobWriter, ContentError> {
+        self.new_writer(Some(expected.hasher()))
     }
 
     /// A writer for bytes whose source verifies the digest itself before its last read succeeds (the registry
     /// client's blob reader does): `commit` then checks the size only, and the bytes are hashed once, not twice.
     pub fn writer_for_verified_source(&self) -> Result<BlobWriter, ContentError> {
-        self.new_writer(false)
+        self.new_writer(None)
     }
 
-    fn new_writer(&self, hash: bool) -> Result<BlobWriter, ContentError> {
+    fn new_writer(&self, hasher: Option<Hasher>) -> Result<BlobWriter, ContentError> {
         let dir = self.root.join("tmp");
         let tmp = tempfile::Builder::new()
             .prefix("blob-")
@@ -111,8 +117,7 @@ impl ContentStore {
         Ok(BlobWriter {
             file: Some(io::BufWriter::with_capacity(1 << 20, file)),
             path,
-            hasher: hash.then(Hasher::sha256),
-            sha512: None,
+            hasher,
             written: 0,
             store: self.clone(),
         })
@@ -168,7 +173,6 @@ pub struct BlobWriter {
     path: PathBuf,
     /// None when the source has verified the digest already.
     hasher: Option<Hasher>,
-    sha512: Option<Hasher>,
     written: u64,
     store: ContentStore,
 }
@@ -178,16 +182,9 @@ impl BlobWriter {
         self.written
     }
 
-    /// The sha256 of what was written so far (None for a writer of a verified source).
+    /// The digest of what was written so far (None for a writer of a verified source).
     pub fn digest(&self) -> Option<Digest> {
         self.hasher.clone().map(Hasher::finish)
-    }
-
-    /// Hashes with sha512 as well, for the rare blob addressed that way.
-    pub fn also_sha512(&mut self) {
-        if self.sha512.is_none() {
-            self.sha512 = Some(Hasher::sha512());
-        }
     }
 
     /// Checks size and digest, then fsyncs and renames the file to its final name.
@@ -201,17 +198,7 @@ impl BlobWriter {
                 });
             }
         }
-        let actual = match (expected.algorithm(), &self.hasher) {
-            (_, None) => None,
-            ("sha512", Some(h)) => Some(
-                self.sha512
-                    .take()
-                    .map(Hasher::finish)
-                    .unwrap_or_else(|| h.clone().finish()),
-            ),
-            (_, Some(h)) => Some(h.clone().finish()),
-        };
-        if let Some(actual) = actual {
+        if let Some(actual) = self.hasher.clone().map(Hasher::finish) {
             if &actual != expected {
                 return Err(ContentError::DigestMismatch {
                     expected: expected.clone(),
@@ -247,9 +234,6 @@ impl Write for BlobWriter {
             .ok_or_else(|| io::Error::other("blob writer already committed"))?;
         let n = f.write(buf)?;
         if let Some(h) = self.hasher.as_mut() {
-            h.update(&buf[..n]);
-        }
-        if let Some(h) = self.sha512.as_mut() {
             h.update(&buf[..n]);
         }
         self.written += n as u64;

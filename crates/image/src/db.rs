@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 
 use crate::Digest;
 
@@ -278,52 +278,50 @@ impl Db {
     }
 
     pub fn snapshot(&self, chain_id: &Digest) -> Result<Option<SnapshotRow>, DbError> {
-        let row = self
-            .conn
-            .query_row(
-                "SELECT id, chain_id, diff_id, size, ready FROM snapshots WHERE chain_id = ?1",
-                params![chain_id.as_str()],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, i64>(3)?,
-                        r.get::<_, i64>(4)?,
-                    ))
-                },
-            )
-            .optional()
-            .map_err(self.err())?;
-        row.map(|(id, c, d, size, ready)| {
-            Ok(SnapshotRow {
-                id,
-                chain_id: self.digest("snapshots", c)?,
-                diff_id: self.digest("snapshots", d)?,
-                size: size.max(0) as u64,
-                ready: ready != 0,
-            })
-        })
-        .transpose()
+        Ok(self
+            .query_snapshots("WHERE chain_id = ?1", params![chain_id.as_str()])?
+            .pop())
     }
 
     pub fn snapshots(&self) -> Result<Vec<SnapshotRow>, DbError> {
+        self.query_snapshots("", params![])
+    }
+
+    fn query_snapshots(
+        &self,
+        filter: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<Vec<SnapshotRow>, DbError> {
         let mut st = self
             .conn
-            .prepare("SELECT chain_id FROM snapshots")
+            .prepare(&format!(
+                "SELECT id, chain_id, diff_id, size, ready FROM snapshots {filter}"
+            ))
             .map_err(self.err())?;
-        let ids = st
-            .query_map([], |r| r.get::<_, String>(0))
+        let rows = st
+            .query_map(args, |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            })
             .map_err(self.err())?
             .collect::<Result<Vec<_>, _>>()
             .map_err(self.err())?;
-        let mut out = Vec::new();
-        for c in ids {
-            if let Some(s) = self.snapshot(&self.digest("snapshots", c)?)? {
-                out.push(s);
-            }
-        }
-        Ok(out)
+        rows.into_iter()
+            .map(|(id, c, d, size, ready)| {
+                Ok(SnapshotRow {
+                    id,
+                    chain_id: self.digest("snapshots", c)?,
+                    diff_id: self.digest("snapshots", d)?,
+                    size: size.max(0) as u64,
+                    ready: ready != 0,
+                })
+            })
+            .collect()
     }
 
     /// The row for a chain, created (not ready) if there is none: its id names the snapshot's directory.

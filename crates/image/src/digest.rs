@@ -85,10 +85,6 @@ impl Hasher {
         Hasher::Sha256(sha2::Sha256::new())
     }
 
-    pub fn sha512() -> Hasher {
-        Hasher::Sha512(sha2::Sha512::new())
-    }
-
     pub fn update(&mut self, data: &[u8]) {
         match self {
             Hasher::Sha256(h) => h.update(data),

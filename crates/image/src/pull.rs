@@ -268,12 +268,10 @@ pub fn pull(
                 reason: e.to_string(),
             })?;
         let chosen = choose_platform(&index, want)?.clone();
-        if !store.content().contains(&manifest_digest) {
-            store
-                .content()
-                .write_all(&manifest_digest, &manifest_bytes)
-                .map_err(StoreError::from)?;
-        }
+        store
+            .content()
+            .write_all(&manifest_digest, &manifest_bytes)
+            .map_err(StoreError::from)?;
         let m = client.fetch_manifest(registry, repo, chosen.digest.as_str())?;
         mt = sniff_media_type(&m.media_type, &m.bytes);
         manifest_bytes = m.bytes;
@@ -382,12 +380,10 @@ pub fn pull(
     if done.iter().any(|(_, fetched)| *fetched) {
         downloaded = true;
     }
-    if !store.content().contains(&manifest_digest) {
-        store
-            .content()
-            .write_all(&manifest_digest, &manifest_bytes)
-            .map_err(StoreError::from)?;
-    }
+    store
+        .content()
+        .write_all(&manifest_digest, &manifest_bytes)
+        .map_err(StoreError::from)?;
     let name = match (&reference.tag, &reference.digest) {
         (Some(_), None) => refname.clone(),
         (None, Some(d)) => format!("{}/{}@{}", reference.registry, reference.repository, d),
@@ -560,13 +556,14 @@ impl LayerJob<'_> {
             digest: self.desc.digest.clone(),
             source,
         };
-        let applied = match writer {
-            Some(mut w) => {
+        let mut writer = writer;
+        let applied = match writer.as_mut() {
+            Some(w) => {
                 let mut tee = Tee {
                     inner: src,
-                    writer: &mut w,
+                    writer: w,
                 };
-                let applied = match layer::apply(&mut tee, self.compression, dir) {
+                match layer::apply(&mut tee, self.compression, dir) {
                     Ok(a) => a,
                     Err(e) => {
                         // Bytes that do not match their digest explain a broken stream better than the tar or
@@ -581,17 +578,7 @@ impl LayerJob<'_> {
                         }
                         return Err(layer_err(e));
                     }
-                };
-                if applied.diff_id != *self.diff_id {
-                    return Err(PullError::DiffIdMismatch {
-                        digest: self.desc.digest.clone(),
-                        expected: self.diff_id.clone(),
-                        actual: applied.diff_id,
-                    });
                 }
-                w.commit(&self.desc.digest, Some(self.desc.size))
-                    .map_err(StoreError::from)?;
-                applied
             }
             None => layer::apply(src, self.compression, dir).map_err(layer_err)?,
         };
@@ -601,6 +588,11 @@ impl LayerJob<'_> {
                 expected: self.diff_id.clone(),
                 actual: applied.diff_id,
             });
+        }
+        // Only a layer whose content matched the config makes its blob visible.
+        if let Some(w) = writer {
+            w.commit(&self.desc.digest, Some(self.desc.size))
+                .map_err(StoreError::from)?;
         }
         Ok(applied.size)
     }

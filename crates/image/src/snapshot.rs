@@ -160,18 +160,15 @@ fn mount_overlay_legacy(
 /// Whether a mount error means "overlayfs cannot work here" (use vfs) rather than a bug to report.
 pub fn overlay_unsupported(e: &MountError) -> bool {
     match e {
-        MountError::Overlay { source, .. } => matches!(
-            source.raw_os_error(),
-            Some(libc_errno::ENODEV) | Some(libc_errno::EOPNOTSUPP) | Some(libc_errno::EINVAL)
-        ),
+        MountError::Overlay { source, .. } => {
+            use rustix::io::Errno;
+            let code = source.raw_os_error();
+            [Errno::NODEV, Errno::OPNOTSUPP, Errno::INVAL]
+                .iter()
+                .any(|e| Some(e.raw_os_error()) == code)
+        }
         _ => false,
     }
-}
-
-mod libc_errno {
-    pub const ENODEV: i32 = 19;
-    pub const EINVAL: i32 = 22;
-    pub const EOPNOTSUPP: i32 = 95;
 }
 
 pub fn unmount(path: &Path) -> Result<(), MountError> {

@@ -25,6 +25,8 @@ pub enum StoreError {
     Db(#[from] DbError),
     #[error(transparent)]
     Mount(#[from] MountError),
+    #[error(transparent)]
+    Layer(#[from] crate::layer::LayerError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -532,10 +534,7 @@ impl Store {
             }
         }
         for l in lowers {
-            crate::layer::merge(l, &merged).map_err(|e| StoreError::Io {
-                path: merged.clone(),
-                source: io::Error::other(e.to_string()),
-            })?;
+            crate::layer::merge(l, &merged)?;
         }
         Ok(merged)
     }

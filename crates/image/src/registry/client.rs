@@ -668,23 +668,7 @@ impl Client {
                 "manifest larger than {MANIFEST_MAX_BYTES} bytes refused"
             )));
         }
-        let digest = match &expected {
-            Some(want) => {
-                let mut h = want.hasher();
-                h.update(&bytes);
-                let got = h.finish();
-                if &got != want {
-                    return Err(RegistryError::DigestMismatch {
-                        registry: registry.to_string(),
-                        what: call.what,
-                        expected: want.clone(),
-                        got,
-                    });
-                }
-                got
-            }
-            None => Digest::sha256_of(&bytes),
-        };
+        let digest = checked_digest(registry, &call.what, expected.as_ref(), &bytes)?;
         // Some registries serve everything as application/json; the document names its own type then.
         let generic = content_type.is_empty()
             || content_type == "application/json"
@@ -1010,23 +994,7 @@ impl Client {
                 bytes.len()
             )));
         }
-        let digest = match &expected {
-            Some(want) => {
-                let mut h = want.hasher();
-                h.update(bytes);
-                let got = h.finish();
-                if &got != want {
-                    return Err(RegistryError::DigestMismatch {
-                        registry: registry.to_string(),
-                        what: call.what,
-                        expected: want.clone(),
-                        got,
-                    });
-                }
-                got
-            }
-            None => Digest::sha256_of(bytes),
-        };
+        let digest = checked_digest(registry, &call.what, expected.as_ref(), bytes)?;
         let resp = self.exchange(&call, |agent, base, authz| {
             let mut req = agent
                 .put(format!("{base}/v2/{repo}/manifests/{reference}"))
@@ -1054,6 +1022,30 @@ impl Client {
             _ => Ok(digest),
         }
     }
+}
+
+/// The digest of a manifest's bytes: checked against the one asked for (in its algorithm), sha256 otherwise.
+fn checked_digest(
+    registry: &str,
+    what: &str,
+    expected: Option<&Digest>,
+    bytes: &[u8],
+) -> Result<Digest, RegistryError> {
+    let Some(want) = expected else {
+        return Ok(Digest::sha256_of(bytes));
+    };
+    let mut h = want.hasher();
+    h.update(bytes);
+    let got = h.finish();
+    if &got != want {
+        return Err(RegistryError::DigestMismatch {
+            registry: registry.to_string(),
+            what: what.to_string(),
+            expected: want.clone(),
+            got,
+        });
+    }
+    Ok(got)
 }
 
 #[cfg(test)]
