@@ -3,6 +3,7 @@
 mod cmd;
 mod output;
 mod progress;
+mod template;
 
 fn main() {
     std::process::exit(cmd::main());

@@ -634,6 +634,23 @@ impl Records {
         })
     }
 
+    /// Replaces the stored create options of the container with this full id.
+    pub fn set_config(&mut self, id: &str, config: &Value) -> Result<(), RecordsError> {
+        let text =
+            serde_json::to_string(config).map_err(|e| self.corrupt(format!("config: {e}")))?;
+        let n = self
+            .conn
+            .execute(
+                "UPDATE containers SET config = ?2 WHERE id = ?1",
+                params![id, text],
+            )
+            .map_err(self.err())?;
+        if n == 0 {
+            return Err(RecordsError::NoSuchContainer(id.to_string()));
+        }
+        Ok(())
+    }
+
     /// Renames the container with this full id; a taken name fails with [`RecordsError::NameInUse`].
     pub fn rename(&mut self, id: &str, new_name: &str) -> Result<(), RecordsError> {
         let name = container_name(new_name)?;

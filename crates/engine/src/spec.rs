@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use image::media::{ContainerConfig, ImageConfig};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::{caps, mounts, resources, seccomp, user};
@@ -29,7 +30,7 @@ pub enum SpecError {
     },
 }
 
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub enum SeccompChoice {
     #[default]
     Default,
@@ -37,7 +38,7 @@ pub enum SeccompChoice {
     File(PathBuf),
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ulimit {
     /// Lower case, without RLIMIT_: "nofile".
     pub name: String,
@@ -46,7 +47,7 @@ pub struct Ulimit {
     pub hard: i64,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum MountSpec {
     Bind {
         src: PathBuf,
@@ -67,7 +68,7 @@ pub enum MountSpec {
     },
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NetworkMode {
     /// A new network namespace (only `lo`, brought up by whoever sets up networking).
     #[default]
@@ -77,7 +78,7 @@ pub enum NetworkMode {
 }
 
 /// What `docker run` / `docker create` flags say. `None` / empty = not given.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct RunOptions {
     /// `--entrypoint`; `Some(vec![])` (from `--entrypoint ""`) clears the image's entrypoint.
     pub entrypoint: Option<Vec<String>>,
@@ -113,6 +114,16 @@ pub struct RunOptions {
     pub stop_signal: Option<String>,
     /// cgroupsPath becomes "<parent>/berth-<id>", or relative "berth/<id>" (under the caller's cgroup).
     pub cgroup_parent: Option<String>,
+}
+
+impl RunOptions {
+    /// docker's HostConfig.NetworkMode word.
+    pub fn network_name(&self) -> &'static str {
+        match self.network {
+            NetworkMode::None => "none",
+            NetworkMode::Host => "host",
+        }
+    }
 }
 
 fn config(image: &ImageConfig) -> ContainerConfig {

@@ -539,6 +539,54 @@ impl Store {
         Ok(merged)
     }
 
+    /// Mounts again the rootfs of an activation whose overlay was unmounted ([`Store::unmount_active`]), keeping
+    /// its upper directory: a stopped container starts again with its changes. A no-op when it is mounted or
+    /// is a vfs copy.
+    pub fn remount(&self, key: &str, image: &Digest) -> Result<PathBuf, StoreError> {
+        if key.is_empty() || key.contains('/') || key.starts_with('.') {
+            return Err(StoreError::BadKey(key.to_string()));
+        }
+        let dir = self.root.join("active").join(key);
+        let merged = dir.join("merged");
+        let upper = dir.join("upper");
+        if !upper.is_dir() {
+            return Err(StoreError::Conflict(format!(
+                "rootfs {key:?} is not active (no upper directory in {})",
+                dir.display()
+            )));
+        }
+        if snapshot::is_mounted(&merged) {
+            return Ok(merged);
+        }
+        let copied = fs::read_dir(&merged)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false);
+        if copied {
+            return Ok(merged);
+        }
+        let _lock = self.shared_lock()?;
+        let lowers = self.layer_dirs(image)?;
+        let empty;
+        let lowers = if lowers.is_empty() {
+            empty = vec![dir.join("empty")];
+            fs::create_dir_all(&empty[0]).map_err(io_err(&empty[0]))?;
+            empty
+        } else {
+            lowers
+        };
+        snapshot::mount_overlay(&lowers, &upper, &dir.join("work"), &merged, false)?;
+        Ok(merged)
+    }
+
+    /// Unmounts an activation's overlay, keeping its directories and record (see [`Store::remount`]).
+    pub fn unmount_active(&self, key: &str) -> Result<(), StoreError> {
+        let merged = self.active_path(key);
+        if snapshot::is_mounted(&merged) {
+            snapshot::unmount(&merged)?;
+        }
+        Ok(())
+    }
+
     /// Unmounts and removes a rootfs made by `activate`; false if there was none.
     pub fn deactivate(&self, key: &str) -> Result<bool, StoreError> {
         if key.is_empty() || key.contains('/') || key.starts_with('.') {

@@ -548,3 +548,25 @@ pub fn unmount(ctx: &Ctx, a: MountArgs) -> Result<i32> {
     println!("{}", short(&img.id));
     Ok(0)
 }
+
+/// The pull `berth run` does for an image it does not have: docker's summary lines on stderr, so the
+/// container's own output stays alone on stdout.
+pub fn pull_for_run(ctx: &Ctx, image: &str) -> Result<()> {
+    let reference = Reference::parse(image)?;
+    let store = ctx.store()?;
+    let client = ctx.client(true)?;
+    let progress = PullProgress::new(Mode::Quiet);
+    let pulled = pull::pull(
+        &store,
+        &client,
+        &reference,
+        &pull::host_platform(),
+        &progress,
+    )?;
+    eprintln!("Digest: {}", pulled.repo_digest);
+    eprintln!(
+        "Status: Downloaded newer image for {}",
+        familiar_name(&pulled.name)
+    );
+    Ok(())
+}

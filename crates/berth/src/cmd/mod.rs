@@ -1,8 +1,10 @@
 //! The `berth` command line: docker's commands, flags, output and exit codes.
 
+mod containers;
 mod images;
 mod login;
 mod registry;
+mod run;
 
 use std::path::PathBuf;
 
@@ -66,6 +68,84 @@ enum Command {
     /// berth's OCI distribution registry
     #[command(subcommand)]
     Registry(registry::RegistryCommand),
+    /// Create and run a new container from an image
+    Run(run::RunArgs),
+    /// Create a new container
+    Create(run::CreateArgs),
+    /// Start one or more stopped containers
+    Start(run::StartArgs),
+    /// Stop one or more running containers
+    Stop(containers::StopArgs),
+    /// Kill one or more running containers
+    Kill(containers::KillArgs),
+    /// Restart one or more containers
+    Restart(containers::StopArgs),
+    /// Remove one or more containers
+    Rm(containers::RmArgs),
+    /// List containers
+    Ps(containers::PsArgs),
+    /// Fetch the logs of a container
+    Logs(containers::LogsArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(containers::ContainersArgs),
+    /// Pause all processes within one or more containers
+    Pause(containers::ContainersArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(containers::ContainersArgs),
+    /// Rename a container
+    Rename(containers::RenameArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(run::AttachArgs),
+    /// Return low-level information on containers (or images)
+    Inspect(containers::InspectArgs),
+    /// List port mappings of a container
+    Port(containers::ContainersArgs),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(ContainerCommand),
+    /// The per-container monitor (started by berth itself)
+    #[command(name = "container-monitor", hide = true)]
+    ContainerMonitor(containers::MonitorArgs),
+}
+
+#[derive(Subcommand)]
+enum ContainerCommand {
+    /// Create and run a new container from an image
+    Run(run::RunArgs),
+    /// Create a new container
+    Create(run::CreateArgs),
+    /// Start one or more stopped containers
+    Start(run::StartArgs),
+    /// Stop one or more running containers
+    Stop(containers::StopArgs),
+    /// Kill one or more running containers
+    Kill(containers::KillArgs),
+    /// Restart one or more containers
+    Restart(containers::StopArgs),
+    /// Remove one or more containers
+    #[command(alias = "remove")]
+    Rm(containers::RmArgs),
+    /// List containers
+    #[command(alias = "list", alias = "ps")]
+    Ls(containers::PsArgs),
+    /// Fetch the logs of a container
+    Logs(containers::LogsArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(containers::ContainersArgs),
+    /// Pause all processes within one or more containers
+    Pause(containers::ContainersArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(containers::ContainersArgs),
+    /// Rename a container
+    Rename(containers::RenameArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(run::AttachArgs),
+    /// Display detailed information on one or more containers
+    Inspect(containers::InspectArgs),
+    /// List port mappings of a container
+    Port(containers::ContainersArgs),
+    /// Remove all stopped containers
+    Prune(containers::PruneArgs),
 }
 
 #[derive(Subcommand)]
@@ -171,6 +251,48 @@ pub fn main() -> i32 {
         Command::Login(a) => login::login(&ctx, a),
         Command::Logout(a) => login::logout(&ctx, a),
         Command::Registry(c) => registry::run(&ctx, c),
+        Command::Run(a) | Command::Container(ContainerCommand::Run(a)) => run::run(&ctx, a),
+        Command::Create(a) | Command::Container(ContainerCommand::Create(a)) => {
+            run::create(&ctx, a)
+        }
+        Command::Start(a) | Command::Container(ContainerCommand::Start(a)) => run::start(&ctx, a),
+        Command::Stop(a) | Command::Container(ContainerCommand::Stop(a)) => {
+            containers::stop(&ctx, a)
+        }
+        Command::Kill(a) | Command::Container(ContainerCommand::Kill(a)) => {
+            containers::kill(&ctx, a)
+        }
+        Command::Restart(a) | Command::Container(ContainerCommand::Restart(a)) => {
+            containers::restart(&ctx, a)
+        }
+        Command::Rm(a) | Command::Container(ContainerCommand::Rm(a)) => containers::rm(&ctx, a),
+        Command::Ps(a) | Command::Container(ContainerCommand::Ls(a)) => containers::ps(&ctx, a),
+        Command::Logs(a) | Command::Container(ContainerCommand::Logs(a)) => {
+            containers::logs(&ctx, a)
+        }
+        Command::Wait(a) | Command::Container(ContainerCommand::Wait(a)) => {
+            containers::wait(&ctx, a)
+        }
+        Command::Pause(a) | Command::Container(ContainerCommand::Pause(a)) => {
+            containers::pause(&ctx, a)
+        }
+        Command::Unpause(a) | Command::Container(ContainerCommand::Unpause(a)) => {
+            containers::unpause(&ctx, a)
+        }
+        Command::Rename(a) | Command::Container(ContainerCommand::Rename(a)) => {
+            containers::rename(&ctx, a)
+        }
+        Command::Attach(a) | Command::Container(ContainerCommand::Attach(a)) => {
+            run::attach_cmd(&ctx, a)
+        }
+        Command::Inspect(a) | Command::Container(ContainerCommand::Inspect(a)) => {
+            containers::inspect(&ctx, a)
+        }
+        Command::Port(a) | Command::Container(ContainerCommand::Port(a)) => {
+            containers::port(&ctx, a)
+        }
+        Command::Container(ContainerCommand::Prune(a)) => containers::prune(&ctx, a),
+        Command::ContainerMonitor(a) => containers::monitor(&ctx, a),
     };
     match result {
         Ok(code) => code,
