@@ -161,7 +161,10 @@ pub struct Layer {
 
 /// The applets `Layer::busybox()` links to bin/busybox.
 pub const BUSYBOX_APPLETS: &[&str] = &[
-    "sh", "ls", "cat", "echo", "true", "false", "sleep", "id", "env", "test",
+    "sh", "ls", "cat", "echo", "true", "false", "sleep", "id", "env", "test", "hostname", "ps",
+    "kill", "head", "tail", "wc", "grep", "mkdir", "touch", "rm", "stat", "ip", "mount", "pwd",
+    "printf", "yes", "dd", "seq", "tee", "readlink", "nc", "httpd", "wget", "ping", "uname", "top",
+    "date", "tty", "stty",
 ];
 
 impl Layer {

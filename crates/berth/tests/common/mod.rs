@@ -121,8 +121,38 @@ pub fn list(dir: &Path) -> Vec<String> {
     v
 }
 
+impl Env {
+    /// Loads `image` into this store as `name` (through a docker-archive and `berth load`).
+    pub fn load(&self, image: ImageBuilder, name: &str) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("image.tar");
+        let layout = Layout::new();
+        layout.add("t", image);
+        layout.to_docker_archive("t", &file, name);
+        self.ok(&["load", "-i", file.to_str().expect("utf-8 path")]);
+    }
+
+    /// busybox (sh as its command) as `busybox:latest`.
+    pub fn load_busybox(&self) {
+        self.load(busybox_image(), "busybox:latest");
+    }
+
+    /// Every container of this store, as full ids.
+    pub fn containers(&self) -> Vec<String> {
+        let o = self.run(&["ps", "-aq", "--no-trunc"]);
+        stdout(&o).lines().map(str::to_string).collect()
+    }
+}
+
 impl Drop for Env {
     fn drop(&mut self) {
+        // Containers first (their monitors, processes, cgroups and mounts), then whatever is still mounted.
+        let ids = self.containers();
+        if !ids.is_empty() {
+            let mut c = self.cmd();
+            c.args(["rm", "-f", "-v"]).args(&ids);
+            let _ = output_via_files(&mut c);
+        }
         // Unmount what a failed test left mounted, deepest first, so the tempdir can go.
         let mut mounts = mounts_under(self.root.path());
         mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
