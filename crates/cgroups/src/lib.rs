@@ -117,30 +117,38 @@ fn unsupported(field: &str, controller: &str) -> CgroupError {
     CgroupError::Unsupported(format!("{field}: {controller} controller not available"))
 }
 
-/// Creates `dir` and missing parents, recording each created directory (parents first).
+/// Creates `dir` and missing parents, recording each created directory (parents first). A shared parent that
+/// a parallel delete removes between our mkdirs (ENOENT) is made again.
 fn mkdir_tracked(dir: &Path, created: &mut Vec<PathBuf>) -> Result<Vec<PathBuf>, CgroupError> {
-    let mut missing = Vec::new();
-    let mut cur = dir;
-    while !cur.exists() {
-        missing.push(cur.to_path_buf());
-        match cur.parent() {
-            Some(p) => cur = p,
-            None => break,
-        }
-    }
     let mut mine = Vec::new();
-    for d in missing.into_iter().rev() {
-        match std::fs::create_dir(&d) {
-            Ok(()) => {
-                created.push(d.clone());
-                mine.push(d);
+    let mut attempts = 0;
+    'again: loop {
+        let mut missing = Vec::new();
+        let mut cur = dir;
+        while !cur.exists() {
+            missing.push(cur.to_path_buf());
+            match cur.parent() {
+                Some(p) => cur = p,
+                None => break,
             }
-            // Someone else (a parallel create with a shared parent) was faster; not ours.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(fsutil::io_err("mkdir", &d, e)),
         }
+        for d in missing.into_iter().rev() {
+            match std::fs::create_dir(&d) {
+                Ok(()) => {
+                    created.push(d.clone());
+                    mine.push(d);
+                }
+                // Someone else (a parallel create with a shared parent) was faster; not ours.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempts < 20 => {
+                    attempts += 1;
+                    continue 'again;
+                }
+                Err(e) => return Err(fsutil::io_err("mkdir", &d, e)),
+            }
+        }
+        return Ok(mine);
     }
-    Ok(mine)
 }
 
 /// rmdir `dir` after removing any child cgroups, retrying EBUSY while killed tasks exit.
@@ -533,9 +541,30 @@ impl Cgroup {
             }
         }
         let mut first_err = None;
+        let leaves: Vec<&PathBuf> = self.state.hierarchies.iter().map(|h| &h.path).collect();
         for d in self.state.dirs.iter().rev() {
-            if let Err(e) = remove_cgroup_dir(d) {
-                first_err.get_or_insert(e);
+            if leaves.contains(&d) {
+                if let Err(e) = remove_cgroup_dir(d) {
+                    first_err.get_or_insert(e);
+                }
+            } else {
+                // A parent this container created may be shared by now: remove it only if it is empty.
+                let _ = std::fs::remove_dir(d);
+            }
+        }
+        // Parents between the container's cgroup and the base it was created under (the caller's own
+        // cgroup for a relative cgroupsPath) may have been created by another container that is gone: the
+        // last one out removes them when they are empty.
+        for h in &self.state.hierarchies {
+            if !self.state.dirs.contains(&h.path) {
+                continue;
+            }
+            let mut cur = h.path.parent();
+            while let Some(p) = cur {
+                if p == h.base || !p.starts_with(&h.base) || std::fs::remove_dir(p).is_err() {
+                    break;
+                }
+                cur = p.parent();
             }
         }
         first_err.map_or(Ok(()), Err)

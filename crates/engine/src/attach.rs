@@ -110,7 +110,7 @@ impl Client {
     }
 
     /// The next event; a read timeout surfaces as an io error of kind WouldBlock/TimedOut.
-    pub fn next(&mut self) -> io::Result<Event> {
+    pub fn next_event(&mut self) -> io::Result<Event> {
         loop {
             if let Some((kind, payload)) = take_frame(&mut self.buf)? {
                 return Ok(match kind {
@@ -142,7 +142,7 @@ impl Client {
     /// Reads until the exit frame (output is dropped).
     pub fn wait_exit(&mut self) -> io::Result<Option<i32>> {
         loop {
-            match self.next()? {
+            match self.next_event()? {
                 Event::Exit(c) => return Ok(Some(c)),
                 Event::Closed => return Ok(None),
                 _ => {}

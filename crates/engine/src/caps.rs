@@ -65,16 +65,27 @@ pub const DEFAULT: &[&str] = &[
     "CAP_AUDIT_WRITE",
 ];
 
-/// The capabilities this kernel knows (all of [`ALL`] up to /proc/sys/kernel/cap_last_cap): what a
-/// privileged container gets, as docker's GetAllCapabilities.
+/// The capabilities this kernel knows (all of [`ALL`] up to /proc/sys/kernel/cap_last_cap) that berth itself
+/// may still hand out (its bounding set): what a privileged container gets. docker takes the kernel's list
+/// alone and then fails to start where its caller's bounding set is smaller; podman bounds it as here.
 pub fn all_supported() -> Vec<String> {
     let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse::<usize>().ok())
         .unwrap_or(ALL.len() - 1);
+    let bounding = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX);
     ALL.iter()
         .take(last.saturating_add(1))
-        .map(|s| s.to_string())
+        .enumerate()
+        .filter(|(i, _)| *i >= 64 || bounding & (1u64 << i) != 0)
+        .map(|(_, s)| s.to_string())
         .collect()
 }
 

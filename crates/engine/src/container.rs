@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, BufRead, BufReader};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -482,10 +482,9 @@ impl Engine {
             )
         } else {
             (
-                format!(
-                    "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n\
-                     ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
-                ),
+                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n\
+                 ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
+                    .to_string(),
                 // With no network the host's resolver config is what docker copies too (it cannot reach it).
                 fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
             )
@@ -608,7 +607,7 @@ impl Engine {
         let _ = child.wait();
         // The monitor holds the lock from here (or nobody does, if it died).
         drop(lock);
-        let mut reader = BufReader::new(fs::File::from(OwnedFd::from(sync_r)));
+        let mut reader = BufReader::new(fs::File::from(sync_r));
         let mut client = None;
         loop {
             let mut line = String::new();
@@ -809,6 +808,8 @@ impl Engine {
             }
             self.signal(&c, "KILL", true)?;
         }
+        // A create cut short may have left the record without its directory.
+        fs::create_dir_all(&paths.dir).map_err(io_err("create", &paths.dir))?;
         let lock = Lock::take_within(&paths.lock(), Duration::from_secs(30))
             .map_err(io_err("lock", &paths.lock()))?
             .ok_or_else(|| {
@@ -843,23 +844,24 @@ impl Engine {
             }
         }
         self.store()?.deactivate(&c.id)?;
-        self.records.remove(&c.id)?;
-        if volumes {
-            for v in &settings.anonymous_volumes {
-                match self.records.remove_volume(v) {
-                    Ok(()) | Err(RecordsError::NoSuchVolume(_)) => {}
-                    // Shared with another container (--volumes-from is not here, but a user could name it).
-                    Err(RecordsError::VolumeInUse { .. }) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        }
+        // The directory before the record: while the record exists, a removal cut short can be finished.
         let paths = self.paths(&c.id);
         match fs::remove_dir_all(&paths.dir) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
                 return Err(io_err("remove", &paths.dir)(e))
             }
             _ => {}
+        }
+        self.records.remove(&c.id)?;
+        if volumes {
+            for v in &settings.anonymous_volumes {
+                match self.records.remove_volume(v) {
+                    Ok(()) | Err(RecordsError::NoSuchVolume(_)) => {}
+                    // Also used by another container (a user may name an anonymous volume in -v).
+                    Err(RecordsError::VolumeInUse { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
         }
         Ok(())
     }

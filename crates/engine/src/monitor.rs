@@ -854,16 +854,8 @@ impl Monitor {
 
 fn handle_client_frame(i: &mut Io, kind: u8, payload: &[u8]) {
     match kind {
-        attach::STDIN => {
-            if i.stdin.is_some() {
-                i.stdin_pending.extend_from_slice(payload);
-            }
-        }
-        attach::STDIN_EOF => {
-            if !i.tty {
-                close_stdin_after_pending(i);
-            }
-        }
+        attach::STDIN if i.stdin.is_some() => i.stdin_pending.extend_from_slice(payload),
+        attach::STDIN_EOF if !i.tty => close_stdin_after_pending(i),
         attach::RESIZE if payload.len() == 4 && i.tty => {
             if let Some(m) = &i.out {
                 let ws = libc::winsize {

@@ -230,9 +230,13 @@ fn stage_b(ctx: InitContext) -> ! {
 
 /// After create has returned nobody listens on the channel: the error goes to the container's stderr.
 fn late_fail(msg: &str) -> ! {
+    late_fail_with(msg, 127)
+}
+
+fn late_fail_with(msg: &str, code: i32) -> ! {
     eprintln!("berth-runtime: {msg}");
     // SAFETY: _exit is always safe to call.
-    unsafe { libc::_exit(127) }
+    unsafe { libc::_exit(code) }
 }
 
 /// The state JSON a createContainer/startContainer hook sees (pid is our own, status as given).
@@ -569,7 +573,13 @@ fn install_seccomp(chan: &Channel, f: &seccomp::Filter) {
 
 fn exec(p: Prepared) -> ! {
     let e = nix::unistd::execve(&p.path, &p.args, &p.env).unwrap_err();
-    late_fail(&format!("exec {:?}: {e}", p.path))
+    // A shell's codes, which docker passes on: 127 not found, 126 found but not runnable.
+    let code = if e == nix::errno::Errno::ENOENT {
+        127
+    } else {
+        126
+    };
+    late_fail_with(&format!("exec {:?}: {e}", p.path), code)
 }
 
 /// What an `exec` process needs.

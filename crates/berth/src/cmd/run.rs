@@ -59,7 +59,7 @@ pub struct CreateFlags {
     #[arg(long = "memory-swap", allow_hyphen_values = true)]
     memory_swap: Option<String>,
     /// Number of CPUs
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     cpus: Option<String>,
     /// CPU shares (relative weight)
     #[arg(short = 'c', long = "cpu-shares")]
@@ -580,7 +580,7 @@ fn relay(mut client: Client, stdin: bool, tty: bool, sig_proxy: bool) -> Result<
     let mut out = std::io::stdout();
     let mut err = std::io::stderr();
     loop {
-        match client.next()? {
+        match client.next_event()? {
             Event::Stdout(d) => {
                 let _ = out.write_all(&d);
                 let _ = out.flush();
