@@ -1,24 +1,46 @@
 #!/usr/bin/env bash
-# The main job, for now: build berth-runtime, make a busybox bundle, run a container from it, show its output.
-# (Later issues grow this into build -> ship -> run.)
+# The main job: build berth, make a busybox image, ship it through berth's own registry and run containers
+# from it. (The image comes from scripts/busybox-image.py until `berth build` exists.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh busybox-static
-bin=$(scripts/build-release.sh)
+scripts/deps.sh busybox-static python3 ca-certificates
+cargo build --release --quiet -p berth -p berth-cli
+bin="${CARGO_TARGET_DIR:-$PWD/target}/release"
 work=$(mktemp -d /tmp/berth-demo.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/bundle/rootfs/bin"
-cp /bin/busybox "$work/bundle/rootfs/bin/"
-for a in $(/bin/busybox --list); do [[ $a == busybox ]] || ln -s busybox "$work/bundle/rootfs/bin/$a"; done
-cd "$work/bundle"
-"$bin" spec
-# No terminal here; run a small script instead of an interactive shell.
-python3 - <<'PY'
-import json
-c = json.load(open("config.json"))
-c["process"]["terminal"] = False
-c["process"]["args"] = ["sh", "-c", "echo \"hello from $(hostname), pid $$, uid $(id -u)\"; ls /; grep CapEff /proc/self/status"]
-json.dump(c, open("config.json", "w"), indent=1)
-PY
-echo "+ berth-runtime run demo-$$"
-"$bin" --root "$work/state" run "demo-$$"
+root="$work/store"
+registry_pid=
+cleanup() {
+    set +e
+    ids=$("$bin/berth" --root "$root" ps -aq 2>/dev/null)
+    [[ -n $ids ]] && "$bin/berth" --root "$root" rm -f -v $ids >/dev/null
+    [[ -n $registry_pid ]] && kill "$registry_pid" && wait "$registry_pid" 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+berth() { echo "+ berth $*" >&2; "$bin/berth" --root "$root" "$@"; }
+
+# Build: an image in the store.
+scripts/busybox-image.py "$work/busybox.tar" busybox:latest
+berth load -i "$work/busybox.tar"
+
+# Ship: through `berth registry serve` on a free port of 127.0.0.1.
+"$bin/berth" registry serve --addr 127.0.0.1:0 --root "$work/registry" >"$work/registry.out" 2>&1 &
+registry_pid=$!
+for _ in $(seq 100); do grep -q listening "$work/registry.out" 2>/dev/null && break; sleep 0.05; done
+addr=$(sed -n 's|.*listening on http://||p' "$work/registry.out" | head -1)
+[[ -n $addr ]] || { cat "$work/registry.out" >&2; exit 1; }
+berth tag busybox:latest "$addr/demo/busybox:1"
+berth push "$addr/demo/busybox:1"
+berth rmi busybox:latest "$addr/demo/busybox:1"
+berth pull "$addr/demo/busybox:1"
+
+# Run: in the foreground, then detached with logs, stop and rm.
+berth run --rm --hostname demo "$addr/demo/busybox:1" sh -c 'echo "hello from $(hostname), pid $$, uid $(id -u)"; ls /; grep CapEff /proc/self/status'
+id=$(berth run -d --name ticker --memory 64m "$addr/demo/busybox:1" sh -c 'for i in 1 2 3; do echo tick $i; sleep 0.3; done; sleep 300')
+sleep 1.2
+berth ps
+berth logs ticker
+berth stop -t 1 ticker
+berth ps -a
+berth rm ticker
+echo "container $id ran, stopped and is gone"
