@@ -156,6 +156,9 @@ pub struct CreateRequest {
     pub stop_timeout: Option<i64>,
     pub log_max_size: Option<u64>,
     pub log_max_file: u32,
+    /// The caller starts the container right away (`run`): leave its rootfs mounted for the monitor rather
+    /// than unmount it (an overlay unmount syncs the filesystem) and mount it again.
+    pub start_next: bool,
 }
 
 pub const ANONYMOUS_LABEL: &str = "com.docker.volume.anonymous";
@@ -317,7 +320,7 @@ impl Engine {
             runtime,
             restart_policy: req.restart.name().to_string(),
         })?;
-        match self.prepare(&c, &info, &mut settings) {
+        match self.prepare(&c, &info, &mut settings, req.start_next) {
             Ok(()) => {
                 self.records.set_config(
                     &c.id,
@@ -339,11 +342,15 @@ impl Engine {
         c: &Container,
         info: &image::store::ImageInfo,
         settings: &mut Settings,
+        keep_mounted: bool,
     ) -> Result<(), EngineError> {
         let paths = self.paths(&c.id);
         fs::create_dir_all(&paths.dir).map_err(io_err("create container directory", &paths.dir))?;
         let rootfs = self.store()?.activate(&c.id, &info.id, false)?;
         let result = self.prepare_mounted(c, info, settings, &rootfs, &paths);
+        if result.is_ok() && keep_mounted {
+            return Ok(());
+        }
         let unmounted = self.store()?.unmount_active(&c.id);
         result?;
         unmounted?;
@@ -839,7 +846,9 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let _ = self.records.set_state(&c.id, &StateChange::Dead);
         if let Ok(oci) = self.oci(c) {
-            if let Ok(Some(_)) = oci.state(&c.id) {
+            // runc, crun and berth-runtime keep a directory per container under their --root: no directory,
+            // nothing to delete (and no runtime to run for it).
+            if oci.state_root.join(&c.id).exists() {
                 let _ = oci.delete(&c.id, true);
             }
         }

@@ -194,7 +194,7 @@ fn exit_code_of(status: i32) -> i64 {
 }
 
 fn run(args: &MonitorArgs, sync: &mut Option<File>) -> Result<(), EngineError> {
-    let mut engine = Engine::open_plain(&args.root, args.driver, &args.exe)?;
+    let engine = Engine::open_plain(&args.root, args.driver, &args.exe)?;
     let c = engine.get(&args.id)?;
     let settings = settings_of(&c);
     let paths = engine.paths(&c.id);
@@ -239,7 +239,12 @@ fn run(args: &MonitorArgs, sync: &mut Option<File>) -> Result<(), EngineError> {
 
     let mut first = true;
     let mut backoff = Duration::from_millis(100);
+    let mut engine = Some(engine);
     loop {
+        let mut engine = match engine.take() {
+            Some(e) => e,
+            None => Engine::open_plain(&args.root, args.driver, &args.exe)?,
+        };
         engine.store()?.remount(&c.id, &image_id)?;
         let launched = launch(&oci, &c, &paths, &settings, &dir, &my_pid).and_then(|io| {
             if settings.run.network == NetworkMode::None {
@@ -276,7 +281,11 @@ fn run(args: &MonitorArgs, sync: &mut Option<File>) -> Result<(), EngineError> {
         }
         first = false;
 
+        // The steady state needs the poll loop only: let go of the databases and the start-up's memory.
+        drop(engine);
+        shrink();
         let code = m.pump(&mut io);
+        let mut engine = Engine::open_plain(&args.root, args.driver, &args.exe)?;
         let _ = fs::write(paths.exit(), code.to_string());
         let _ = oci.delete(&c.id, true);
 
@@ -360,6 +369,40 @@ fn fail(
     m.broadcast(attach::EXIT, &code.to_be_bytes());
     m.flush_all(Duration::from_secs(2));
     Err(e)
+}
+
+/// Gives the kernel back what start-up used: freed heap (SQLite's caches, serde buffers) and the resident
+/// pages of berth's code (argument parsing, SQLite, spec handling...), which the poll loop does not run. Text
+/// pages are never written, so dropping them only costs a page-cache fault for the few the loop touches
+/// again; writable or relocated mappings are left alone.
+fn shrink() {
+    // SAFETY: malloc_trim only releases free heap memory.
+    unsafe { libc::malloc_trim(0) };
+    let Ok(exe) = fs::read_link("/proc/self/exe") else {
+        return;
+    };
+    let Ok(maps) = fs::read_to_string("/proc/self/maps") else {
+        return;
+    };
+    let exe = exe.to_string_lossy().into_owned();
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+            continue;
+        };
+        if perms != "r-xp" || !line.ends_with(exe.as_str()) {
+            continue;
+        }
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else {
+            continue;
+        };
+        // SAFETY: MADV_DONTNEED on our own read-only, never-written code mapping: later accesses fault the
+        // same bytes back in from the file.
+        unsafe { libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_DONTNEED) };
+    }
 }
 
 fn runtime_error(log: &Path) -> Option<String> {

@@ -320,6 +320,7 @@ fn request(f: &CreateFlags) -> Result<CreateRequest> {
         stop_timeout: f.stop_timeout,
         log_max_size: max_size,
         log_max_file: max_file,
+        start_next: false,
     })
 }
 
@@ -343,8 +344,10 @@ fn create_container(
     ctx: &Ctx,
     e: &mut Engine,
     f: &CreateFlags,
+    start_next: bool,
 ) -> Result<engine::records::Container> {
-    let req = request(f)?;
+    let mut req = request(f)?;
+    req.start_next = start_next;
     ensure_image(ctx, e, f)?;
     Ok(e.create(req)?)
 }
@@ -360,7 +363,7 @@ fn fail(e: anyhow::Error) -> i32 {
 
 pub fn create(ctx: &Ctx, a: CreateArgs) -> Result<i32> {
     let mut e = engine(ctx)?;
-    match create_container(ctx, &mut e, &a.flags) {
+    match create_container(ctx, &mut e, &a.flags, false) {
         Ok(c) => {
             println!("{}", c.id);
             Ok(0)
@@ -371,7 +374,7 @@ pub fn create(ctx: &Ctx, a: CreateArgs) -> Result<i32> {
 
 pub fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
     let mut e = engine(ctx)?;
-    let c = match create_container(ctx, &mut e, &a.flags) {
+    let c = match create_container(ctx, &mut e, &a.flags, true) {
         Ok(c) => c,
         Err(err) => return Ok(fail(err)),
     };
