@@ -372,36 +372,68 @@ fn fail(
 }
 
 /// Gives the kernel back what start-up used: freed heap (SQLite's caches, serde buffers) and the resident
-/// pages of berth's code (argument parsing, SQLite, spec handling...), which the poll loop does not run. Text
-/// pages are never written, so dropping them only costs a page-cache fault for the few the loop touches
-/// again; writable or relocated mappings are left alone.
+/// pages of code and read-only data (argument parsing, SQLite, spec handling...) that the poll loop does not
+/// use. Only mappings that are not writable and hold no page that differs from the file (no anonymous,
+/// copy-on-written page: relocated data stays) are dropped, so a later access faults the same bytes back in
+/// from the page cache.
 fn shrink() {
     // SAFETY: malloc_trim only releases free heap memory.
     unsafe { libc::malloc_trim(0) };
-    let Ok(exe) = fs::read_link("/proc/self/exe") else {
+    let Ok(smaps) = fs::read_to_string("/proc/self/smaps") else {
         return;
     };
-    let Ok(maps) = fs::read_to_string("/proc/self/maps") else {
-        return;
+    let mut current: Option<(usize, usize, bool)> = None;
+    let drop_range = |r: Option<(usize, usize, bool)>| {
+        if let Some((a, b, true)) = r {
+            // SAFETY: MADV_DONTNEED on our own read-only file mapping whose pages all equal the file's.
+            unsafe {
+                libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_DONTNEED);
+                // Fault only the page that is touched again, not the 64 KiB around it.
+                libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_RANDOM);
+            }
+        }
     };
-    let exe = exe.to_string_lossy().into_owned();
-    for line in maps.lines() {
+    for line in smaps.lines() {
         let mut f = line.split_whitespace();
-        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
-            continue;
-        };
-        if perms != "r-xp" || !line.ends_with(exe.as_str()) {
+        let first = f.next().unwrap_or("");
+        if let Some((a, b)) = first.split_once('-') {
+            if let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) {
+                drop_range(current.take());
+                let perms = f.next().unwrap_or("");
+                let _offset = f.next();
+                let _dev = f.next();
+                let inode = f.next().unwrap_or("0");
+                let file_backed = inode != "0";
+                current = Some((a, b, file_backed && !perms.contains('w')));
+                continue;
+            }
+        }
+        if first == "Anonymous:" && f.next().is_some_and(|v| v != "0") {
+            if let Some(c) = current.as_mut() {
+                c.2 = false;
+            }
+        }
+    }
+    drop_range(current.take());
+    // The start-up's deepest calls touched stack pages far below where the loop runs: everything more than
+    // 64 KiB below this frame is dead and may go (it comes back as zero pages if ever needed).
+    let here = &smaps as *const String as usize;
+    for line in smaps.lines() {
+        if !line.ends_with("[stack]") {
             continue;
         }
-        let Some((a, b)) = range.split_once('-') else {
-            continue;
-        };
-        let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else {
-            continue;
-        };
-        // SAFETY: MADV_DONTNEED on our own read-only, never-written code mapping: later accesses fault the
-        // same bytes back in from the file.
-        unsafe { libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_DONTNEED) };
+        let range = line.split_whitespace().next().unwrap_or("");
+        if let Some((a, b)) = range.split_once('-') {
+            if let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) {
+                let keep_from = (here.saturating_sub(64 << 10)) & !4095;
+                if a < keep_from && here < b {
+                    // SAFETY: the range lies below the live part of our own stack.
+                    unsafe {
+                        libc::madvise(a as *mut libc::c_void, keep_from - a, libc::MADV_DONTNEED)
+                    };
+                }
+            }
+        }
     }
 }
 
