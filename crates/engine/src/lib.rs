@@ -4,6 +4,8 @@
 pub mod attach;
 mod caps;
 pub mod container;
+pub mod copy;
+pub mod exec;
 pub mod lock;
 pub mod logs;
 pub mod monitor;
@@ -14,6 +16,7 @@ pub mod records;
 mod resources;
 mod seccomp;
 pub mod spec;
+pub mod stats;
 mod user;
 pub mod volumes;
 

@@ -1,10 +1,14 @@
 //! The `berth` command line: docker's commands, flags, output and exit codes.
 
 mod containers;
+mod cp;
+mod exec;
 mod images;
 mod login;
 mod registry;
 mod run;
+mod stats;
+mod top;
 
 use std::path::PathBuf;
 
@@ -100,6 +104,14 @@ enum Command {
     Inspect(containers::InspectArgs),
     /// List port mappings of a container
     Port(containers::ContainersArgs),
+    /// Execute a command in a running container
+    Exec(exec::ExecArgs),
+    /// Display the running processes of a container
+    Top(top::TopArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(stats::StatsArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(cp::CpArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCommand),
@@ -146,6 +158,14 @@ enum ContainerCommand {
     Port(containers::ContainersArgs),
     /// Remove all stopped containers
     Prune(containers::PruneArgs),
+    /// Execute a command in a running container
+    Exec(exec::ExecArgs),
+    /// Display the running processes of a container
+    Top(top::TopArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(stats::StatsArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(cp::CpArgs),
 }
 
 #[derive(Subcommand)]
@@ -292,6 +312,10 @@ pub fn main() -> i32 {
             containers::port(&ctx, a)
         }
         Command::Container(ContainerCommand::Prune(a)) => containers::prune(&ctx, a),
+        Command::Exec(a) | Command::Container(ContainerCommand::Exec(a)) => exec::exec(&ctx, a),
+        Command::Top(a) | Command::Container(ContainerCommand::Top(a)) => top::top(&ctx, a),
+        Command::Stats(a) | Command::Container(ContainerCommand::Stats(a)) => stats::stats(&ctx, a),
+        Command::Cp(a) | Command::Container(ContainerCommand::Cp(a)) => cp::cp(&ctx, a),
         Command::ContainerMonitor(a) => containers::monitor(&ctx, a),
     };
     match result {
