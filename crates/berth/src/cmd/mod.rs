@@ -5,6 +5,8 @@ mod images;
 mod login;
 mod registry;
 mod run;
+mod system;
+mod volume;
 
 use std::path::PathBuf;
 
@@ -103,6 +105,16 @@ enum Command {
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCommand),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(volume::VolumeCommand),
+    /// Display system-wide information
+    Info(system::InfoArgs),
+    /// Show the berth version information
+    Version(system::VersionArgs),
+    /// Manage berth
+    #[command(subcommand)]
+    System(system::SystemCommand),
     /// The per-container monitor (started by berth itself)
     #[command(name = "container-monitor", hide = true)]
     ContainerMonitor(containers::MonitorArgs),
@@ -292,6 +304,10 @@ pub fn main() -> i32 {
             containers::port(&ctx, a)
         }
         Command::Container(ContainerCommand::Prune(a)) => containers::prune(&ctx, a),
+        Command::Volume(c) => volume::run(&ctx, c),
+        Command::Info(a) => system::info(&ctx, a),
+        Command::Version(a) => system::version(&ctx, a),
+        Command::System(c) => system::run(&ctx, c),
         Command::ContainerMonitor(a) => containers::monitor(&ctx, a),
     };
     match result {
