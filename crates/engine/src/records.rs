@@ -52,7 +52,8 @@ pub enum RecordsError {
     InvalidVolumeName(String),
     #[error("No such volume: {0}")]
     NoSuchVolume(String),
-    #[error("remove {name}: volume is in use - [{}]", ids.join(" "))]
+    /// moby's OpErr text: the users' ids joined by ", ".
+    #[error("remove {name}: volume is in use - [{}]", ids.join(", "))]
     VolumeInUse { name: String, ids: Vec<String> },
 }
 
@@ -787,19 +788,7 @@ impl Records {
     /// Removes a volume and its directory, unless a container uses it ([`RecordsError::VolumeInUse`]).
     pub fn remove_volume(&mut self, name: &str) -> Result<(), RecordsError> {
         let (tx, err) = self.begin()?;
-        let users = {
-            let mut st = tx
-                .prepare(
-                    "SELECT container_id FROM volume_users WHERE volume = ?1 ORDER BY container_id",
-                )
-                .map_err(&err)?;
-            let users = st
-                .query_map([name], |r| r.get::<_, String>(0))
-                .map_err(&err)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(&err)?;
-            users
-        };
+        let users = users_of(&tx, name).map_err(&err)?;
         if !users.is_empty() {
             return Err(RecordsError::VolumeInUse {
                 name: name.to_string(),
@@ -821,6 +810,21 @@ impl Records {
             }),
             _ => Ok(()),
         }
+    }
+
+    /// The ids of the containers that use this volume (whatever their state), sorted; empty for an unused one.
+    pub fn volume_users(&self, name: &str) -> Result<Vec<String>, RecordsError> {
+        // One read transaction, so a volume removed in between cannot look like an unused one.
+        let tx = self.conn.unchecked_transaction().map_err(self.err())?;
+        let known = tx
+            .query_row("SELECT 1 FROM volumes WHERE name = ?1", [name], |_| Ok(()))
+            .optional()
+            .map_err(self.err())?
+            .is_some();
+        if !known {
+            return Err(RecordsError::NoSuchVolume(name.to_string()));
+        }
+        users_of(&tx, name).map_err(self.err())
     }
 
     /// Records which volumes the container with this full id uses (replacing what was recorded). Every volume
@@ -865,6 +869,17 @@ impl Records {
         }
         tx.commit().map_err(&err)
     }
+}
+
+/// The containers recorded as users of a volume, sorted (a plain connection or a transaction).
+fn users_of(conn: &Connection, volume: &str) -> rusqlite::Result<Vec<String>> {
+    let mut st = conn
+        .prepare("SELECT container_id FROM volume_users WHERE volume = ?1 ORDER BY container_id")?;
+    // Bound before returning: the rows borrow `st`, which must outlive them.
+    let users = st
+        .query_map([volume], |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>();
+    users
 }
 
 #[cfg(test)]

@@ -8,7 +8,9 @@ mod login;
 mod registry;
 mod run;
 mod stats;
+mod system;
 mod top;
+mod volume;
 
 use std::path::PathBuf;
 
@@ -115,6 +117,16 @@ enum Command {
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCommand),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(volume::VolumeCommand),
+    /// Display system-wide information
+    Info(system::InfoArgs),
+    /// Show the berth version information
+    Version(system::VersionArgs),
+    /// Manage berth
+    #[command(subcommand)]
+    System(system::SystemCommand),
     /// The per-container monitor (started by berth itself)
     #[command(name = "container-monitor", hide = true)]
     ContainerMonitor(containers::MonitorArgs),
@@ -316,6 +328,10 @@ pub fn main() -> i32 {
         Command::Top(a) | Command::Container(ContainerCommand::Top(a)) => top::top(&ctx, a),
         Command::Stats(a) | Command::Container(ContainerCommand::Stats(a)) => stats::stats(&ctx, a),
         Command::Cp(a) | Command::Container(ContainerCommand::Cp(a)) => cp::cp(&ctx, a),
+        Command::Volume(c) => volume::run(&ctx, c),
+        Command::Info(a) => system::info(&ctx, a),
+        Command::Version(a) => system::version(&ctx, a),
+        Command::System(c) => system::run(&ctx, c),
         Command::ContainerMonitor(a) => containers::monitor(&ctx, a),
     };
     match result {

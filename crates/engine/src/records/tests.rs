@@ -416,8 +416,14 @@ fn volume_in_use() {
     ids.sort();
     assert_eq!(
         e.to_string(),
-        format!("remove data: volume is in use - [{} {}]", ids[0], ids[1])
+        format!("remove data: volume is in use - [{}, {}]", ids[0], ids[1])
     );
+    assert_eq!(r.volume_users("data").unwrap(), ids.to_vec());
+    assert_eq!(r.volume_users("other").unwrap(), vec![a.id.clone()]);
+    assert!(matches!(
+        r.volume_users("ghost"),
+        Err(RecordsError::NoSuchVolume(_))
+    ));
     assert!(dir.path().join("volumes/data/_data").is_dir());
 
     // Replacing a container's list frees what it no longer uses.
@@ -444,6 +450,7 @@ fn volume_in_use() {
         format!("remove data: volume is in use - [{}]", b.id)
     );
     r.remove(&b.id).unwrap();
+    assert!(r.volume_users("data").unwrap().is_empty());
     r.remove_volume("data").unwrap();
     assert!(!dir.path().join("volumes/data").exists());
 }
