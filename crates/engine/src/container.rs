@@ -817,14 +817,19 @@ impl Engine {
         }
         // A create cut short may have left the record without its directory.
         fs::create_dir_all(&paths.dir).map_err(io_err("create", &paths.dir))?;
-        let lock = Lock::take_within(&paths.lock(), Duration::from_secs(30))
+        let wait = if force { 10 } else { 30 };
+        let lock = match Lock::take_within(&paths.lock(), Duration::from_secs(wait))
             .map_err(io_err("lock", &paths.lock()))?
-            .ok_or_else(|| {
-                EngineError::Conflict(format!(
+        {
+            Some(l) => l,
+            None if force => self.unstick(&c, &paths)?,
+            None => {
+                return Err(EngineError::Conflict(format!(
                     "container {} is busy (being started or stopped by another command)",
                     c.id
-                ))
-            })?;
+                )))
+            }
+        };
         let c = self.records.get(&c.id)?;
         if is_up(c.status) {
             self.repair(&c, &lock)?;
@@ -833,6 +838,42 @@ impl Engine {
         self.destroy(&c, &settings, volumes)?;
         drop(lock);
         Ok(c)
+    }
+
+    /// `rm -f` when the container's lock stays held after SIGKILL: a monitor of this very container that does
+    /// not let go is killed (the repair below takes over its duties); anything else holding the lock is named.
+    fn unstick(&mut self, c: &Container, paths: &Paths) -> Result<Lock, EngineError> {
+        let holders = lock::holders(&paths.lock());
+        let mut others = Vec::new();
+        for pid in &holders {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            let is_monitor =
+                args.iter().any(|a| *a == b"container-monitor") && args.contains(&c.id.as_bytes());
+            if is_monitor {
+                // SAFETY: kill of the monitor process of this container, identified by its command line.
+                unsafe { libc::kill(*pid, libc::SIGKILL) };
+            } else {
+                others.push(pid.to_string());
+            }
+        }
+        if others.is_empty() {
+            if let Some(l) = Lock::take_within(&paths.lock(), Duration::from_secs(5))
+                .map_err(io_err("lock", &paths.lock()))?
+            {
+                return Ok(l);
+            }
+        }
+        Err(EngineError::Conflict(format!(
+            "container {}: its lock {} is still held by pid(s) [{}] after SIGKILL",
+            c.id,
+            paths.lock().display(),
+            holders
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
     }
 
     /// Removes everything of a container that is not running: runtime state, rootfs, volumes it created (if

@@ -71,3 +71,59 @@ pub fn held(path: &Path) -> bool {
         Err(_) => false,
     }
 }
+
+/// The pids holding a flock on `path`, from /proc/locks (matched by device and inode).
+pub fn holders(path: &Path) -> Vec<i32> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Vec::new();
+    };
+    let (dev, ino) = (meta.dev(), meta.ino());
+    let (maj, min) = (libc::major(dev), libc::minor(dev));
+    let want = (u64::from(maj), u64::from(min), ino);
+    let Ok(locks) = std::fs::read_to_string("/proc/locks") else {
+        return Vec::new();
+    };
+    let mut pids = Vec::new();
+    for line in locks.lines() {
+        // "1: FLOCK  ADVISORY  WRITE 1234 00:2e:56789 0 EOF" (blocked waiters have "->" before FLOCK).
+        let f: Vec<&str> = line.split_whitespace().filter(|w| *w != "->").collect();
+        if f.len() < 6 || f[1] != "FLOCK" {
+            continue;
+        }
+        let mut id = f[5].split(':');
+        let parsed = (
+            id.next().and_then(|x| u64::from_str_radix(x, 16).ok()),
+            id.next().and_then(|x| u64::from_str_radix(x, 16).ok()),
+            id.next().and_then(|x| x.parse::<u64>().ok()),
+        );
+        if let (Some(a), Some(b), Some(i)) = parsed {
+            if (a, b, i) == want {
+                if let Ok(pid) = f[4].parse::<i32>() {
+                    if !pids.contains(&pid) {
+                        pids.push(pid);
+                    }
+                }
+            }
+        }
+    }
+    pids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_lock_is_seen_with_its_holder() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("lock");
+        let l = Lock::try_take(&p).unwrap().expect("free");
+        assert!(held(&p));
+        assert!(Lock::try_take(&p).unwrap().is_none());
+        assert_eq!(holders(&p), vec![std::process::id() as i32]);
+        drop(l);
+        assert!(!held(&p));
+        assert!(holders(&p).is_empty());
+    }
+}
