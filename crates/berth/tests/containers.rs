@@ -1009,3 +1009,106 @@ fn a_killed_monitor_or_cli_leaves_records_the_next_command_repairs() {
     env.ok(&["rm", "fg"]);
     assert_nothing_left(&env);
 }
+
+#[test]
+fn stop_signal_swap_limit_seccomp_file_and_logs_since() {
+    let env = Env::new();
+    env.load_busybox();
+    // --stop-signal is what stop sends.
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "usr1",
+        "--stop-signal",
+        "USR1",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 9' USR1; while :; do sleep 0.1; done",
+    ]);
+    std::thread::sleep(Duration::from_millis(300));
+    env.ok(&["stop", "-t", "5", "usr1"]);
+    assert_eq!(inspect(&env, "usr1", "{{.State.ExitCode}}"), "9");
+    // --memory-swap reaches the cgroup where the kernel accounts swap.
+    let c = env.ok(&[
+        "run",
+        "-d",
+        "--memory",
+        "32m",
+        "--memory-swap",
+        "64m",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let pid: i64 = inspect(&env, c.trim(), "{{.State.Pid}}").parse().unwrap();
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let mem = cg
+        .lines()
+        .find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_string()))
+        .expect("memory cgroup");
+    let dir = format!("/sys/fs/cgroup/memory{mem}");
+    assert_eq!(
+        std::fs::read_to_string(format!("{dir}/memory.limit_in_bytes"))
+            .unwrap()
+            .trim(),
+        "33554432"
+    );
+    if let Ok(sw) = std::fs::read_to_string(format!("{dir}/memory.memsw.limit_in_bytes")) {
+        assert_eq!(sw.trim(), "67108864");
+    }
+    env.ok(&["rm", "-f", c.trim()]);
+    // A seccomp profile file: this one refuses mkdir with EPERM.
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("profile.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}"#,
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", profile.display());
+    let o = env.run(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        &opt,
+        "busybox",
+        "mkdir",
+        "/tmp/x",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("Operation not permitted"),
+        "{}",
+        stderr(&o)
+    );
+    // logs --since: only what came after.
+    env.ok(&[
+        "run",
+        "--name",
+        "chatty",
+        "busybox",
+        "sh",
+        "-c",
+        "echo early; sleep 2; echo late",
+    ]);
+    let since = env.ok(&["logs", "--since", "1s", "chatty"]);
+    assert_eq!(
+        since, "late\n",
+        "only the line of the last second: {since:?}"
+    );
+    let recent = env.ok(&["logs", "--since", "60s", "chatty"]);
+    assert_eq!(recent, "early\nlate\n");
+    assert_nothing_left_but(&env, &["usr1", "chatty"]);
+}
+
+/// Only the named containers remain.
+fn assert_nothing_left_but(env: &Env, names: &[&str]) {
+    let left = env.ok(&["ps", "-a", "--format", "{{.Names}}"]);
+    let mut left: Vec<&str> = left.lines().collect();
+    left.sort();
+    let mut want = names.to_vec();
+    want.sort();
+    assert_eq!(left, want);
+}
