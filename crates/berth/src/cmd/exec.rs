@@ -46,28 +46,6 @@ pub struct ExecArgs {
     command: Vec<String>,
 }
 
-/// docker's --env-file: `K=V` lines, `K` alone takes our value (or is dropped), `#` comments.
-fn env_file(path: &PathBuf) -> Result<Vec<String>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("--env-file {}", path.display()))?;
-    let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let l = line.trim_start();
-        if l.is_empty() || l.starts_with('#') {
-            continue;
-        }
-        if l.starts_with('=') {
-            bail!(
-                "--env-file {} line {}: variable name is empty: {line:?}",
-                path.display(),
-                n + 1
-            );
-        }
-        out.push(l.to_string());
-    }
-    Ok(out)
-}
-
 /// The runtime's last error line in its JSON log, if it wrote one.
 fn runtime_error(log: &std::path::Path) -> Option<String> {
     let text = std::fs::read_to_string(log).ok()?;
@@ -98,7 +76,7 @@ pub fn exec(ctx: &Ctx, a: ExecArgs) -> Result<i32> {
     }
     let mut env = Vec::new();
     for f in &a.env_file {
-        env.extend(env_file(f)?);
+        env.extend(super::run::parse_env_file(f)?);
     }
     env.extend(a.env.iter().cloned());
     let req = ExecRequest {

@@ -167,7 +167,8 @@ pub fn engine(ctx: &Ctx) -> Result<Engine> {
         .with_context(|| format!("open container records in {}", ctx.root.display()))
 }
 
-fn parse_env_file(path: &PathBuf) -> Result<Vec<String>> {
+/// docker's --env-file: `K=V` lines, `K` alone takes the caller's value (or is dropped), `#` comments.
+pub(super) fn parse_env_file(path: &PathBuf) -> Result<Vec<String>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("--env-file {}", path.display()))?;
     let mut out = Vec::new();
