@@ -1110,3 +1110,26 @@ fn assert_nothing_left_but(env: &Env, names: &[&str]) {
     want.sort();
     assert_eq!(left, want);
 }
+
+#[test]
+fn container_prune_asks_first() {
+    let env = Env::new();
+    env.load_busybox();
+    env.ok(&["create", "--name", "idle", "busybox", "true"]);
+    // No answer (stdin at EOF) keeps everything, as docker's prompt does.
+    let mut c = env.cmd();
+    c.args(["container", "prune"]);
+    let o = output_with_input(&mut c, Some(b""));
+    assert!(o.status.success());
+    assert!(
+        stdout(&o).contains("Are you sure you want to continue? [y/N]"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(env.containers().len(), 1);
+    let mut c = env.cmd();
+    c.args(["container", "prune"]);
+    let o = output_with_input(&mut c, Some(b"y\n"));
+    assert!(stdout(&o).contains("Deleted Containers:"), "{}", stdout(&o));
+    assert!(env.containers().is_empty());
+}

@@ -241,17 +241,12 @@ pub fn rename(ctx: &Ctx, a: RenameArgs) -> Result<i32> {
 }
 
 pub fn prune(ctx: &Ctx, a: PruneArgs) -> Result<i32> {
-    if !a.force {
-        // No prompt without a terminal: docker asks; berth only proceeds when told.
-        use std::io::IsTerminal;
-        if std::io::stdin().is_terminal() {
-            eprint!("WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ");
-            let mut answer = String::new();
-            std::io::stdin().read_line(&mut answer)?;
-            if !matches!(answer.trim(), "y" | "Y" | "yes") {
-                return Ok(0);
-            }
-        }
+    if !a.force
+        && !super::volume::confirm(
+            "WARNING! This will remove all stopped containers.\nAre you sure you want to continue?",
+        )?
+    {
+        return Ok(0);
     }
     let mut e = engine(ctx)?;
     let now = now_secs();

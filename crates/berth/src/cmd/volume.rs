@@ -497,7 +497,8 @@ pub fn rm(ctx: &Ctx, a: RmArgs) -> Result<i32> {
 }
 
 /// Asks on the terminal as docker does; anything but "y" (or no answer at all) declines.
-fn confirm(warning: &str) -> Result<bool> {
+/// docker's prune question on stdout; only "y" (any case) on stdin goes ahead, EOF does not.
+pub(super) fn confirm(warning: &str) -> Result<bool> {
     let mut out = std::io::stdout().lock();
     write!(out, "{warning} [y/N] ")?;
     out.flush()?;
