@@ -1,0 +1,1 @@
+//! The Dockerfile grammar (to be written).

@@ -1,0 +1,1 @@
+//! .dockerignore and the build context (to be written).
