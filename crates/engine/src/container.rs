@@ -982,6 +982,183 @@ impl Engine {
     }
 }
 
+/// What `berth commit` asks for.
+#[derive(Clone, Debug, Default)]
+pub struct CommitRequest {
+    pub message: Option<String>,
+    pub author: Option<String>,
+    /// Dockerfile instructions applied to the new image's config (`-c 'CMD ["sh"]'`).
+    pub changes: Vec<String>,
+    /// Pause a running container while its changes are read (docker's default).
+    pub pause: bool,
+    pub tag: Option<String>,
+}
+
+/// The JSON exec form if the text is one, else the shell form (`/bin/sh -c TEXT`).
+fn exec_or_shell(text: &str) -> Vec<String> {
+    match serde_json::from_str::<Vec<String>>(text.trim()) {
+        Ok(v) => v,
+        Err(_) => vec!["/bin/sh".into(), "-c".into(), text.trim().to_string()],
+    }
+}
+
+/// `--change` instructions as `docker commit` takes them (CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE,
+/// VOLUME, STOPSIGNAL).
+pub fn apply_change(
+    cfg: &mut image::media::ContainerConfig,
+    change: &str,
+) -> Result<(), EngineError> {
+    let bad = |why: &str| EngineError::Invalid(format!("invalid --change {change:?}: {why}"));
+    let (word, rest) = change
+        .trim()
+        .split_once(char::is_whitespace)
+        .ok_or_else(|| bad("expected INSTRUCTION ARGUMENTS"))?;
+    let rest = rest.trim();
+    let pairs = |text: &str| -> Result<Vec<(String, String)>, EngineError> {
+        let mut out = Vec::new();
+        if !text.contains('=') {
+            let (k, v) = text
+                .split_once(char::is_whitespace)
+                .ok_or_else(|| bad("expected KEY=VALUE"))?;
+            out.push((k.to_string(), v.trim().to_string()));
+            return Ok(out);
+        }
+        for kv in text.split_whitespace() {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| bad("expected KEY=VALUE"))?;
+            out.push((k.to_string(), v.trim_matches('"').to_string()));
+        }
+        Ok(out)
+    };
+    match word.to_ascii_uppercase().as_str() {
+        "CMD" => cfg.cmd = Some(exec_or_shell(rest)),
+        "ENTRYPOINT" => cfg.entrypoint = Some(exec_or_shell(rest)),
+        "WORKDIR" => cfg.working_dir = Some(rest.to_string()),
+        "USER" => cfg.user = Some(rest.to_string()),
+        "STOPSIGNAL" => cfg.stop_signal = Some(rest.to_string()),
+        "ENV" => {
+            let env = cfg.env.get_or_insert_with(Vec::new);
+            for (k, v) in pairs(rest)? {
+                env.retain(|e| e.split('=').next() != Some(k.as_str()));
+                env.push(format!("{k}={v}"));
+            }
+        }
+        "LABEL" => {
+            let labels = cfg.labels.get_or_insert_with(Default::default);
+            for (k, v) in pairs(rest)? {
+                labels.insert(k, v);
+            }
+        }
+        "EXPOSE" => {
+            let ports = cfg.exposed_ports.get_or_insert_with(Default::default);
+            for p in rest.split_whitespace() {
+                let p = if p.contains('/') {
+                    p.to_string()
+                } else {
+                    format!("{p}/tcp")
+                };
+                ports.insert(p, serde_json::json!({}));
+            }
+        }
+        "VOLUME" => {
+            let vols = cfg.volumes.get_or_insert_with(Default::default);
+            let list = serde_json::from_str::<Vec<String>>(rest)
+                .unwrap_or_else(|_| rest.split_whitespace().map(str::to_string).collect());
+            for v in list {
+                vols.insert(v, serde_json::json!({}));
+            }
+        }
+        other => {
+            return Err(bad(&format!(
+                "{other} is not an instruction commit can apply"
+            )))
+        }
+    }
+    Ok(())
+}
+
+impl Engine {
+    /// `docker commit`: the container's changes as a new layer on its image, with the container's config.
+    pub fn commit(
+        &mut self,
+        id_or_name: &str,
+        req: &CommitRequest,
+    ) -> Result<image::commit::Committed, EngineError> {
+        let c = self.records.get(id_or_name)?;
+        let settings = settings_of(&c);
+        let image_id = image::Digest::parse(&c.image_id)
+            .map_err(|e| EngineError::Invalid(format!("container {}: image id: {e}", c.id)))?;
+        let info = self.store()?.resolve(image_id.as_str())?;
+        let mut cfg = info.config.config.clone().unwrap_or_default();
+        let spec: Value = fs::read(self.paths(&c.id).config())
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null);
+        if let Some(env) = spec["process"]["env"].as_array() {
+            cfg.env = Some(
+                env.iter()
+                    .filter_map(Value::as_str)
+                    .filter(|e| !e.starts_with("HOSTNAME=") && !e.starts_with("HOME="))
+                    .map(str::to_string)
+                    .collect(),
+            );
+        }
+        if let Some(e) = &settings.run.entrypoint {
+            cfg.entrypoint = Some(e.clone());
+            cfg.cmd = None;
+        }
+        if !settings.run.cmd.is_empty() {
+            cfg.cmd = Some(settings.run.cmd.clone());
+        }
+        if let Some(w) = settings.run.workdir.clone().filter(|w| !w.is_empty()) {
+            cfg.working_dir = Some(w);
+        }
+        if let Some(u) = settings.run.user.clone().filter(|u| !u.is_empty()) {
+            cfg.user = Some(u);
+        }
+        if !c.labels.is_empty() {
+            cfg.labels = Some(c.labels.clone());
+        }
+        for ch in &req.changes {
+            apply_change(&mut cfg, ch)?;
+        }
+        let created_by = spec["process"]["args"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        let opts = image::commit::CommitOptions {
+            parent: Some(image_id.clone()),
+            config: Some(cfg),
+            history: image::media::History {
+                created_by: Some(created_by),
+                comment: req.message.clone(),
+                author: req.author.clone(),
+                ..Default::default()
+            },
+            author: req.author.clone(),
+            tags: req.tag.iter().cloned().collect(),
+            ..Default::default()
+        };
+        let running = matches!(c.status, Status::Running);
+        let oci = self.oci(&c)?;
+        if running && req.pause {
+            oci.pause(&c.id)?;
+        }
+        let upper = self.store()?.active_upper(&c.id);
+        let result = self.store()?.commit_changes(&upper, &opts);
+        if running && req.pause {
+            let _ = oci.resume(&c.id);
+        }
+        Ok(result?)
+    }
+}
+
 /// "SIGTERM", "TERM", "15" -> "TERM" (what runtimes take); an unknown name is an error.
 pub fn normalize_signal(s: &str) -> Result<String, EngineError> {
     let bad = || EngineError::Invalid(format!("invalid signal: {s}"));

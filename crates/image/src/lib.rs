@@ -2,6 +2,7 @@
 //! overlay snapshots. Knows nothing of containers: a container's rootfs is an "active snapshot" here.
 
 pub mod archive;
+pub mod commit;
 pub mod content;
 pub mod db;
 pub mod digest;

@@ -597,6 +597,20 @@ impl Store {
         Ok(self.db().remove_active(key)?)
     }
 
+    /// A new image from a directory of changes on top of `opts.parent` (see [`crate::commit`]).
+    pub fn commit_changes(
+        &self,
+        diff: &Path,
+        opts: &crate::commit::CommitOptions,
+    ) -> Result<crate::commit::Committed, StoreError> {
+        crate::commit::commit(self, Some(diff), opts)
+    }
+
+    /// The writable layer of an activation: what a container changed (overlay whiteouts included).
+    pub fn active_upper(&self, key: &str) -> PathBuf {
+        self.root.join("active").join(key).join("upper")
+    }
+
     pub fn active_path(&self, key: &str) -> PathBuf {
         self.root.join("active").join(key).join("merged")
     }

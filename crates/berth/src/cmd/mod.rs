@@ -1,5 +1,6 @@
 //! The `berth` command line: docker's commands, flags, output and exit codes.
 
+mod commit;
 mod containers;
 mod cp;
 mod exec;
@@ -127,6 +128,8 @@ enum Command {
     /// Manage berth
     #[command(subcommand)]
     System(system::SystemCommand),
+    /// Create a new image from a container's changes
+    Commit(commit::CommitArgs),
     /// The per-container monitor (started by berth itself)
     #[command(name = "container-monitor", hide = true)]
     ContainerMonitor(containers::MonitorArgs),
@@ -170,6 +173,8 @@ enum ContainerCommand {
     Port(containers::ContainersArgs),
     /// Remove all stopped containers
     Prune(containers::PruneArgs),
+    /// Create a new image from a container's changes
+    Commit(commit::CommitArgs),
     /// Execute a command in a running container
     Exec(exec::ExecArgs),
     /// Display the running processes of a container
@@ -332,6 +337,9 @@ pub fn main() -> i32 {
         Command::Info(a) => system::info(&ctx, a),
         Command::Version(a) => system::version(&ctx, a),
         Command::System(c) => system::run(&ctx, c),
+        Command::Commit(a) | Command::Container(ContainerCommand::Commit(a)) => {
+            commit::commit(&ctx, a)
+        }
         Command::ContainerMonitor(a) => containers::monitor(&ctx, a),
     };
     match result {
