@@ -4,3 +4,4 @@
 
 pub mod dockerfile;
 pub mod ignore;
+pub mod steps;

@@ -137,6 +137,9 @@ pub struct Settings {
     pub log_max_file: u32,
     /// Volumes this container created without a name (`rm -v` removes them).
     pub anonymous_volumes: Vec<String>,
+    /// A build step's container: no anonymous volumes for the image's VOLUMEs.
+    #[serde(default)]
+    pub no_image_volumes: bool,
     /// Named and anonymous volumes, as (name, destination).
     pub volumes: Vec<(String, String)>,
     pub stop_signal: String,
@@ -159,6 +162,9 @@ pub struct CreateRequest {
     /// The caller starts the container right away (`run`): leave its rootfs mounted for the monitor rather
     /// than unmount it (an overlay unmount syncs the filesystem) and mount it again.
     pub start_next: bool,
+    /// A build step's container: the image's VOLUMEs are not mounted (buildkit's RUN sees the image's own
+    /// content there and its changes land in the layer).
+    pub no_image_volumes: bool,
 }
 
 pub const ANONYMOUS_LABEL: &str = "com.docker.volume.anonymous";
@@ -300,6 +306,7 @@ impl Engine {
             log_max_size: req.log_max_size,
             log_max_file: req.log_max_file.max(1),
             anonymous_volumes: Vec::new(),
+            no_image_volumes: req.no_image_volumes,
             volumes: Vec::new(),
             stop_signal,
         };
@@ -369,13 +376,16 @@ impl Engine {
         let mut used = Vec::new();
         let mut requests = settings.mounts.clone();
         // The image's VOLUMEs that no user mount covers become anonymous volumes.
-        let image_volumes: Vec<String> = info
-            .config
-            .config
-            .as_ref()
-            .and_then(|c| c.volumes.as_ref())
-            .map(|v| v.keys().cloned().collect())
-            .unwrap_or_default();
+        let image_volumes: Vec<String> = if settings.no_image_volumes {
+            Vec::new()
+        } else {
+            info.config
+                .config
+                .as_ref()
+                .and_then(|c| c.volumes.as_ref())
+                .map(|v| v.keys().cloned().collect())
+                .unwrap_or_default()
+        };
         for dst in image_volumes {
             let d = dst.trim_end_matches('/').to_string();
             if !requests

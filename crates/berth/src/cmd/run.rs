@@ -322,6 +322,7 @@ fn request(f: &CreateFlags) -> Result<CreateRequest> {
         log_max_size: max_size,
         log_max_file: max_file,
         start_next: false,
+        no_image_volumes: false,
     })
 }
 
