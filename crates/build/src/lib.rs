@@ -4,4 +4,5 @@
 
 pub mod dockerfile;
 pub mod ignore;
+pub mod stage;
 pub mod steps;
