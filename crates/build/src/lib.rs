@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod dockerfile;
+pub mod exec;
 pub mod ignore;
 pub mod stage;
 pub mod steps;
