@@ -1,1 +1,0 @@
-//! .dockerignore and the build context (to be written).
