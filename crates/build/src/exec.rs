@@ -67,7 +67,9 @@ pub enum Op {
     },
     Copy {
         from: Source,
-        /// Source paths relative to the source root, already matched (globs expanded) and checked.
+        /// From the context: what the sources selected (the .dockerignore applied).
+        selection: Option<crate::ignore::Selection>,
+        /// From a stage or an image: paths relative to its root.
         sources: Vec<PathBuf>,
         /// Heredoc files: (name, content), placed in `dest`.
         inline: Vec<(String, Vec<u8>)>,
@@ -212,6 +214,7 @@ pub fn build(
                 }
                 Op::Copy {
                     from,
+                    selection,
                     sources,
                     inline,
                     dest,
@@ -249,7 +252,12 @@ pub fn build(
                         }
                     };
                     let result = (|| -> Result<Digest, ExecError> {
-                        stage::stage_copy(&root, sources, dest, &own, staged.path())?;
+                        match selection {
+                            Some(sel) => {
+                                stage::stage_selection(&root, sel, dest, &own, staged.path())?
+                            }
+                            None => stage::stage_copy(&root, sources, dest, &own, staged.path())?,
+                        }
                         for (name, content) in inline {
                             let d = if dest.ends_with('/') {
                                 format!("{dest}{name}")

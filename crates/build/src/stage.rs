@@ -184,6 +184,57 @@ pub fn stage_copy(
     Ok(())
 }
 
+/// Places what a COPY selected from the build context (see [`crate::ignore::Context::select`]) at `dest`:
+/// entries one by one, so files the .dockerignore excluded inside a copied directory stay out.
+pub fn stage_selection(
+    ctx_root: &Path,
+    selection: &crate::ignore::Selection,
+    dest: &str,
+    own: &Ownership,
+    staged: &Path,
+) -> Result<(), StageError> {
+    let dest_path = inside(staged, dest)?;
+    let mut tops: Vec<&Path> = selection
+        .entries
+        .iter()
+        .filter(|s| s.rel.as_os_str().is_empty())
+        .map(|s| s.matched.as_path())
+        .collect();
+    tops.dedup();
+    let into_dir = dest.ends_with('/') || tops.len() > 1;
+    for s in &selection.entries {
+        let src = ctx_root.join(&s.entry.path);
+        let is_dir = matches!(s.entry.kind, crate::ignore::EntryKind::Dir);
+        let target = if !s.rel.as_os_str().is_empty() {
+            dest_path.join(&s.rel)
+        } else if is_dir {
+            // A directory source: its contents go into DEST.
+            mkdirs(staged, &dest_path)?;
+            continue;
+        } else if into_dir {
+            dest_path.join(s.matched.file_name().unwrap_or_default())
+        } else {
+            dest_path.clone()
+        };
+        if let Some(parent) = target.parent() {
+            mkdirs(staged, parent)?;
+        }
+        if is_dir {
+            if !target.is_dir() {
+                fs::create_dir(&target).map_err(io_err("create directory", &target))?;
+            }
+            let meta = fs::symlink_metadata(&src).map_err(io_err("stat", &src))?;
+            let mode = own.chmod.unwrap_or(meta.mode() & 0o7777);
+            fs::set_permissions(&target, fs::Permissions::from_mode(mode))
+                .map_err(io_err("chmod", &target))?;
+            apply_owner(&target, &meta, own)?;
+        } else {
+            copy_entry(&src, &target, own)?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
