@@ -6,5 +6,6 @@ pub mod cache;
 pub mod dockerfile;
 pub mod exec;
 pub mod ignore;
+pub mod plan;
 pub mod stage;
 pub mod steps;

@@ -1,5 +1,6 @@
 //! The `berth` command line: docker's commands, flags, output and exit codes.
 
+mod build;
 mod commit;
 mod containers;
 mod cp;
@@ -130,6 +131,8 @@ enum Command {
     System(system::SystemCommand),
     /// Create a new image from a container's changes
     Commit(commit::CommitArgs),
+    /// Build an image from a Dockerfile
+    Build(build::BuildArgs),
     /// The per-container monitor (started by berth itself)
     #[command(name = "container-monitor", hide = true)]
     ContainerMonitor(containers::MonitorArgs),
@@ -212,6 +215,8 @@ enum ImageCommand {
     /// Unmount what `image mount` mounted
     #[command(alias = "umount")]
     Unmount(images::MountArgs),
+    /// Build an image from a Dockerfile
+    Build(build::BuildArgs),
 }
 
 /// Options shared by commands that talk to registries.
@@ -340,6 +345,7 @@ pub fn main() -> i32 {
         Command::Commit(a) | Command::Container(ContainerCommand::Commit(a)) => {
             commit::commit(&ctx, a)
         }
+        Command::Build(a) | Command::Image(ImageCommand::Build(a)) => build::build(&ctx, a),
         Command::ContainerMonitor(a) => containers::monitor(&ctx, a),
     };
     match result {

@@ -1,0 +1,162 @@
+//! `berth build`: Dockerfiles into images in a test store, run with `berth run`.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+fn write(dir: &Path, rel: &str, content: &str) {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, content).unwrap();
+}
+
+fn build(env: &Env, ctx: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["build"];
+    args.extend_from_slice(extra);
+    args.push(ctx.to_str().unwrap());
+    env.run(&args)
+}
+
+#[test]
+fn build_run_cache_and_multistage() {
+    let env = Env::new();
+    env.load_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    let c = ctx.path();
+    write(
+        c,
+        "Dockerfile",
+        r#"# a comment
+ARG BASE=busybox
+FROM $BASE AS builder
+ARG WHO=world
+ENV GREETING=hello \
+    PLACE=/work
+WORKDIR $PLACE
+COPY src/ ./src/
+RUN echo "$GREETING $WHO" > out.txt && cat src/data.txt >> out.txt
+FROM busybox
+COPY --from=builder /work/out.txt /result.txt
+COPY app.sh /usr/local/bin/app
+CMD ["sh", "/usr/local/bin/app"]
+"#,
+    );
+    write(c, "src/data.txt", "data\n");
+    write(c, "app.sh", "cat /result.txt\n");
+    write(c, "ignored.log", "noise\n");
+    write(c, ".dockerignore", "*.log\n");
+    let o = build(&env, c, &["-t", "built:1", "--build-arg", "WHO=berth"]);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("Step 1/"), "{text}");
+    assert!(text.contains("Successfully tagged built:1"), "{text}");
+    assert_eq!(env.ok(&["run", "--rm", "built:1"]), "hello berth\ndata\n");
+    // A second build: every step from the cache, the same image.
+    let o2 = build(&env, c, &["-t", "built:1", "--build-arg", "WHO=berth"]);
+    assert!(o2.status.success(), "{}", stderr(&o2));
+    let text2 = stdout(&o2);
+    let last = |t: &str| {
+        t.lines()
+            .rev()
+            .find(|l| l.starts_with("Successfully built"))
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(last(&text), last(&text2));
+    assert!(
+        !text2.contains("hello berth") || text2.matches("Using cache").count() >= 5,
+        "{text2}"
+    );
+    assert!(text2.matches("Using cache").count() >= 5, "{text2}");
+    // Changing a copied file invalidates the steps from that COPY on.
+    write(c, "src/data.txt", "other\n");
+    let o3 = build(&env, c, &["-t", "built:2", "--build-arg", "WHO=berth"]);
+    assert!(o3.status.success(), "{}", stderr(&o3));
+    assert_eq!(env.ok(&["run", "--rm", "built:2"]), "hello berth\nother\n");
+    // The ignored file never reached the context; an ignored-only change keeps the cache.
+    write(c, "ignored.log", "more noise\n");
+    let o4 = build(
+        &env,
+        c,
+        &["-q", "-t", "built:2", "--build-arg", "WHO=berth"],
+    );
+    assert!(o4.status.success(), "{}", stderr(&o4));
+    assert!(stdout(&o4).trim().starts_with("sha256:"), "{}", stdout(&o4));
+}
+
+#[test]
+fn failing_run_and_bad_dockerfiles() {
+    let env = Env::new();
+    env.load_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    let c = ctx.path();
+    write(
+        c,
+        "Dockerfile",
+        "FROM busybox\nRUN echo before; exit 3\nRUN echo never\n",
+    );
+    let o = build(&env, c, &["-t", "broken:1"]);
+    assert_ne!(o.status.code(), Some(0));
+    let err = stderr(&o);
+    assert!(err.contains("exit code: 3"), "{err}");
+    assert!(stdout(&o).contains("before"), "{}", stdout(&o));
+    assert!(!stdout(&o).contains("never"));
+    assert!(env.run(&["image", "inspect", "broken:1"]).status.code() != Some(0));
+    assert!(
+        env.containers().is_empty(),
+        "a failed RUN left {:?}",
+        env.containers()
+    );
+    write(c, "Dockerfile", "FROM busybox\nFORM x\n");
+    let o = build(&env, c, &[]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        stderr(&o).contains('2') && stderr(&o).to_lowercase().contains("form"),
+        "{}",
+        stderr(&o)
+    );
+    write(c, "Dockerfile", "FROM busybox\nCOPY missing.txt /x\n");
+    let o = build(&env, c, &[]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("missing.txt"), "{}", stderr(&o));
+}
+
+#[test]
+fn from_scratch_and_reproducible_digests() {
+    let env = Env::new();
+    let ctx = tempfile::tempdir().unwrap();
+    let c = ctx.path();
+    std::fs::copy(berth_testsupport::busybox(), c.join("busybox")).unwrap();
+    write(
+        c,
+        "Dockerfile",
+        "FROM scratch\nCOPY busybox /bin/busybox\nCOPY <<EOF /etc/motd\nbuilt from scratch\nEOF\n\
+         ENTRYPOINT [\"/bin/busybox\"]\nCMD [\"cat\", \"/etc/motd\"]\nLABEL org.example=1\n",
+    );
+    let o = env.run(&["build", "-t", "scratchy:1", c.to_str().unwrap()]);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    assert_eq!(
+        env.ok(&["run", "--rm", "scratchy:1"]),
+        "built from scratch\n"
+    );
+    // With SOURCE_DATE_EPOCH, two builds without the cache give the same image digest.
+    let digest = |env: &Env| {
+        let mut cmd = env.cmd();
+        cmd.env("SOURCE_DATE_EPOCH", "1700000000").args([
+            "build",
+            "-q",
+            "--no-cache",
+            c.to_str().unwrap(),
+        ]);
+        let o = output_via_files(&mut cmd);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o).trim().to_string()
+    };
+    let a = digest(&env);
+    let other = Env::new();
+    let b = digest(&other);
+    assert_eq!(a, b);
+    assert!(a.starts_with("sha256:"), "{a}");
+}
