@@ -222,9 +222,21 @@ impl Cgroup {
             } else {
                 paths::host_dir(&h.mount, &h.own)?
             };
-            let created = mkdir_tracked(&dir, &mut self.state.dirs)?;
+            mkdir_tracked(&dir, &mut self.state.dirs)?;
             if !h.mount.v2 && h.controllers.iter().any(|c| c == "cpuset") {
-                for d in &created {
+                // Every level from the base down, not only the ones made here: a shared parent that a
+                // parallel create has just made may not have its cpus and mems yet, and a child copied from
+                // it would start empty (ENOSPC when a task joins).
+                let mut levels = vec![dir.clone()];
+                let mut cur = dir.parent();
+                while let Some(p) = cur {
+                    if p == base || !p.starts_with(&base) {
+                        break;
+                    }
+                    levels.push(p.to_path_buf());
+                    cur = p.parent();
+                }
+                for d in levels.iter().rev() {
                     v1::cpuset_init(d)?;
                 }
             }
