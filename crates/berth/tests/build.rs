@@ -160,3 +160,79 @@ fn from_scratch_and_reproducible_digests() {
     assert_eq!(a, b);
     assert!(a.starts_with("sha256:"), "{a}");
 }
+
+#[test]
+fn config_instructions_and_onbuild_triggers() {
+    let env = Env::new();
+    env.load_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    let c = ctx.path();
+    write(
+        c,
+        "Dockerfile",
+        r#"FROM busybox
+SHELL ["/bin/sh", "-e", "-c"]
+RUN echo shell-form-works > /shell.txt
+LABEL a=1 b="two words"
+EXPOSE 80 53/udp
+VOLUME ["/data"]
+STOPSIGNAL SIGUSR1
+HEALTHCHECK --interval=5s --retries=2 CMD true
+USER 65534:65534
+WORKDIR /srv
+ENTRYPOINT ["sh", "-c"]
+CMD ["id -u; pwd"]
+ONBUILD RUN echo triggered > /tmp/onbuild.txt
+"#,
+    );
+    let o = env.run(&["build", "-t", "parent:1", c.to_str().unwrap()]);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    assert_eq!(env.ok(&["run", "--rm", "parent:1"]), "65534\n/srv\n");
+    let v: serde_json::Value =
+        serde_json::from_str(&env.ok(&["image", "inspect", "parent:1"])).unwrap();
+    let cfg = &v[0]["Config"];
+    assert_eq!(cfg["Labels"]["b"], "two words", "{cfg}");
+    assert!(
+        cfg["ExposedPorts"].get("80/tcp").is_some() && cfg["ExposedPorts"].get("53/udp").is_some(),
+        "{cfg}"
+    );
+    assert!(cfg["Volumes"].get("/data").is_some(), "{cfg}");
+    assert_eq!(cfg["StopSignal"], "SIGUSR1");
+    assert_eq!(cfg["User"], "65534:65534");
+    assert_eq!(cfg["Shell"], serde_json::json!(["/bin/sh", "-e", "-c"]));
+    assert_eq!(
+        cfg["Healthcheck"]["Test"],
+        serde_json::json!(["CMD-SHELL", "true"])
+    );
+    assert_eq!(
+        cfg["OnBuild"],
+        serde_json::json!(["RUN echo triggered > /tmp/onbuild.txt"])
+    );
+    // Only RUN made a layer on top of busybox's; the config instructions made none.
+    assert_eq!(
+        v[0]["RootFS"]["Layers"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        v[0]["RootFS"]
+    );
+    // A child image runs the trigger first and does not pass it on.
+    let child = tempfile::tempdir().unwrap();
+    write(
+        child.path(),
+        "Dockerfile",
+        "FROM parent:1\nUSER 0\nCMD [\"cat /tmp/onbuild.txt /shell.txt\"]\n",
+    );
+    let o = env.run(&["build", "-t", "child:1", child.path().to_str().unwrap()]);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    assert_eq!(
+        env.ok(&["run", "--rm", "child:1"]),
+        "triggered\nshell-form-works\n"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&env.ok(&["image", "inspect", "child:1"])).unwrap();
+    assert!(
+        v[0]["Config"]["OnBuild"].is_null() || v[0]["Config"]["OnBuild"] == serde_json::json!([]),
+        "{}",
+        v[0]["Config"]
+    );
+}

@@ -141,7 +141,22 @@ pub fn stages(
             }
         };
         let mut steps = Vec::new();
-        for located in &stage.instructions {
+        // A base image's ONBUILD triggers run first, as docker runs them right after FROM; the new image
+        // does not carry them on.
+        let mut instructions = Vec::new();
+        if let (dockerfile::Base::Image(_), Some(triggers)) = (&ps.base, cfg.on_build.take()) {
+            for t in &triggers {
+                instructions.push(prepared.dockerfile.parse_trigger(ps.index, t)?);
+            }
+            steps.push(Step {
+                line: stage.line,
+                text: format!("# (the base image's {} ONBUILD trigger(s))", triggers.len()),
+                created_by: "ONBUILD triggers of the base image".into(),
+                op: Op::Config(Box::new(cfg.clone())),
+            });
+        }
+        instructions.extend(stage.instructions.iter().cloned());
+        for located in &instructions {
             let line = located.line;
             let ins = scope.step(located)?;
             let text = located.original.trim().to_string();
