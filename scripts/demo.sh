@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The main job: build berth, make a busybox image, ship it through berth's own registry and run containers
-# from it. (The image comes from scripts/busybox-image.py until `berth build` exists.)
+# The main job: build berth, build an image from examples/hello/Dockerfile, ship it through berth's own
+# registry (push, remove, pull back) and run containers from it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh busybox-static python3 ca-certificates
+scripts/deps.sh busybox-static
 cargo build --release --quiet -p berth -p berth-cli
 bin="${CARGO_TARGET_DIR:-$PWD/target}/release"
 work=$(mktemp -d /tmp/berth-demo.XXXXXX)
@@ -19,9 +19,11 @@ cleanup() {
 trap cleanup EXIT
 berth() { echo "+ berth $*" >&2; "$bin/berth" --root "$root" "$@"; }
 
-# Build: an image in the store.
-scripts/busybox-image.py "$work/busybox.tar" busybox:latest
-berth load -i "$work/busybox.tar"
+# Build: examples/hello/Dockerfile, FROM scratch with the host's static busybox copied into the context.
+cp -r examples/hello "$work/context"
+cp /bin/busybox "$work/context/busybox"
+berth build -t hello:1 --build-arg GREETING=hello "$work/context"
+berth images
 
 # Ship: through `berth registry serve` on a free port of 127.0.0.1.
 "$bin/berth" registry serve --addr 127.0.0.1:0 --root "$work/registry" >"$work/registry.out" 2>&1 &
@@ -29,14 +31,14 @@ registry_pid=$!
 for _ in $(seq 100); do grep -q listening "$work/registry.out" 2>/dev/null && break; sleep 0.05; done
 addr=$(sed -n 's|.*listening on http://||p' "$work/registry.out" | head -1)
 [[ -n $addr ]] || { cat "$work/registry.out" >&2; exit 1; }
-berth tag busybox:latest "$addr/demo/busybox:1"
-berth push "$addr/demo/busybox:1"
-berth rmi busybox:latest "$addr/demo/busybox:1"
-berth pull "$addr/demo/busybox:1"
+berth tag hello:1 "$addr/demo/hello:1"
+berth push "$addr/demo/hello:1"
+berth rmi hello:1 "$addr/demo/hello:1"
+berth pull "$addr/demo/hello:1"
 
 # Run: in the foreground, then detached with logs, stop and rm.
-berth run --rm --hostname demo "$addr/demo/busybox:1" sh -c 'echo "hello from $(hostname), pid $$, uid $(id -u)"; ls /; grep CapEff /proc/self/status'
-id=$(berth run -d --name ticker --memory 64m "$addr/demo/busybox:1" sh -c 'for i in 1 2 3; do echo tick $i; sleep 0.3; done; sleep 300')
+berth run --rm --hostname demo "$addr/demo/hello:1"
+id=$(berth run -d --name ticker --memory 64m "$addr/demo/hello:1" sh -c 'for i in 1 2 3; do echo tick $i; sleep 0.3; done; sleep 300')
 sleep 1.2
 berth ps
 berth logs ticker

@@ -90,17 +90,29 @@ fn chmod(s: &str, line: usize) -> Result<u32, PlanError> {
     })
 }
 
+/// COPY's destination made absolute against WORKDIR; `.` and a trailing `/.` mean "into this directory", as
+/// a trailing `/` does.
 fn absolute(dest: &str, workdir: &str) -> String {
-    if dest.starts_with('/') {
-        dest.to_string()
+    let (d, into_dir) = if dest == "." {
+        ("", true)
+    } else if let Some(p) = dest.strip_suffix("/.") {
+        (p, true)
+    } else {
+        (dest, dest.ends_with('/'))
+    };
+    let joined = if d.starts_with('/') {
+        d.to_string()
     } else {
         let base = if workdir.is_empty() { "/" } else { workdir };
-        let joined = format!("{}/{}", base.trim_end_matches('/'), dest);
-        if dest.ends_with('/') && !joined.ends_with('/') {
-            format!("{joined}/")
-        } else {
-            joined
-        }
+        format!("{}/{}", base.trim_end_matches('/'), d)
+    };
+    let trimmed = joined.trim_end_matches('/');
+    if trimmed.is_empty() {
+        "/".into()
+    } else if into_dir {
+        format!("{trimmed}/")
+    } else {
+        trimmed.to_string()
     }
 }
 
@@ -399,4 +411,21 @@ fn apply_config(
 
 fn argv(c: &Command, shell: &[String]) -> Vec<String> {
     c.argv(shell)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::absolute;
+
+    #[test]
+    fn destinations() {
+        assert_eq!(absolute(".", "/app"), "/app/");
+        assert_eq!(absolute("./", "/app"), "/app/./");
+        assert_eq!(absolute("/", "/app"), "/");
+        assert_eq!(absolute("sub/.", "/app"), "/app/sub/");
+        assert_eq!(absolute("f", "/app"), "/app/f");
+        assert_eq!(absolute("d/", ""), "/d/");
+        assert_eq!(absolute("/abs", "/app"), "/abs");
+        assert_eq!(absolute(".", ""), "/");
+    }
 }
