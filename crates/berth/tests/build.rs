@@ -75,6 +75,13 @@ CMD ["sh", "/usr/local/bin/app"]
     let o3 = build(&env, c, &["-t", "built:2", "--build-arg", "WHO=berth"]);
     assert!(o3.status.success(), "{}", stderr(&o3));
     assert_eq!(env.ok(&["run", "--rm", "built:2"]), "hello berth\nother\n");
+    // Exactly the steps before that COPY came from the cache (ENV, WORKDIR), none after it.
+    assert_eq!(
+        stdout(&o3).matches("Using cache").count(),
+        2,
+        "{}",
+        stdout(&o3)
+    );
     // The ignored file never reached the context; an ignored-only change keeps the cache.
     write(c, "ignored.log", "more noise\n");
     let o4 = build(
@@ -234,5 +241,46 @@ ONBUILD RUN echo triggered > /tmp/onbuild.txt
         v[0]["Config"]["OnBuild"].is_null() || v[0]["Config"]["OnBuild"] == serde_json::json!([]),
         "{}",
         v[0]["Config"]
+    );
+}
+
+#[test]
+fn target_stage_and_dockerfile_on_stdin() {
+    let env = Env::new();
+    env.load_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    let c = ctx.path();
+    write(
+        c,
+        "Dockerfile",
+        "FROM busybox AS first\nRUN echo first > /which\nFROM busybox AS second\nRUN echo second > /which\n\
+         FROM busybox\nRUN false\n",
+    );
+    // --target builds the named stage and only what it needs (the failing last stage never runs).
+    let o = env.run(&[
+        "build",
+        "--target",
+        "first",
+        "-t",
+        "t:first",
+        c.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(!stdout(&o).contains("second"), "{}", stdout(&o));
+    assert_eq!(
+        env.ok(&["run", "--rm", "t:first", "cat", "/which"]),
+        "first\n"
+    );
+    let o = env.run(&["build", "--target", "nosuch", c.to_str().unwrap()]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("nosuch"), "{}", stderr(&o));
+    // A Dockerfile on stdin, no context.
+    let mut cmd = env.cmd();
+    cmd.args(["build", "-t", "t:stdin", "-"]);
+    let o = output_with_input(&mut cmd, Some(b"FROM busybox\nRUN echo from-stdin > /f\n"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        env.ok(&["run", "--rm", "t:stdin", "cat", "/f"]),
+        "from-stdin\n"
     );
 }
