@@ -284,3 +284,39 @@ fn target_stage_and_dockerfile_on_stdin() {
         "from-stdin\n"
     );
 }
+
+#[test]
+fn copy_chown_by_name_and_number() {
+    let env = Env::new();
+    env.load_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    let c = ctx.path();
+    write(c, "f", "x\n");
+    write(
+        c,
+        "Dockerfile",
+        "FROM busybox\nRUN echo 'app:x:1234:4321::/home/app:/bin/sh' > /etc/passwd && echo 'app:x:4321:' > /etc/group\n\
+         COPY --chown=app:app f /by-name\nCOPY --chown=7:8 --chmod=600 f /by-number\n",
+    );
+    let o = env.run(&["build", "-t", "owned:1", c.to_str().unwrap()]);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "owned:1",
+        "stat",
+        "-c",
+        "%u:%g %a %n",
+        "/by-name",
+        "/by-number",
+    ]);
+    assert_eq!(out, "1234:4321 644 /by-name\n7:8 600 /by-number\n");
+    write(
+        c,
+        "Dockerfile",
+        "FROM busybox\nCOPY --chown=nosuchuser f /x\n",
+    );
+    let o = env.run(&["build", c.to_str().unwrap()]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("nosuchuser"), "{}", stderr(&o));
+}

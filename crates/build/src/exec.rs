@@ -75,7 +75,8 @@ pub enum Op {
         inline: Vec<(String, Vec<u8>)>,
         /// Absolute in the image (WORKDIR already applied).
         dest: String,
-        chown: Option<(u32, u32)>,
+        /// `--chown` as written: numeric, or names looked up in the image's /etc/passwd and /etc/group.
+        chown: Option<String>,
         chmod: Option<u32>,
         /// The content digest of the sources (the cache key's part for them).
         digest: String,
@@ -226,8 +227,17 @@ pub fn build(
                         .prefix("build-copy-")
                         .tempdir_in(cx.engine.store()?.root().join("tmp"))
                         .map_err(ioe("staging directory"))?;
+                    let ids = match chown {
+                        Some(spec) => Some(resolve_chown(cx.engine, cur.as_ref(), spec).map_err(
+                            |message| ExecError::At {
+                                line: step.line,
+                                message: format!("{}: {message}", step.text),
+                            },
+                        )?),
+                        None => None,
+                    };
                     let own = Ownership {
-                        chown: *chown,
+                        chown: ids,
                         chmod: *chmod,
                         keep_owner: !matches!(from, Source::Context),
                     };
@@ -329,4 +339,43 @@ pub fn build(
         let _ = writeln!(out, "Successfully tagged {t}");
     }
     Ok(fin)
+}
+
+/// `--chown=USER[:GROUP]`: numbers as they are; names from the current image's /etc/passwd and /etc/group
+/// (its root mounted read-only for the lookup).
+fn resolve_chown(
+    engine: &mut Engine,
+    image: Option<&Digest>,
+    spec: &str,
+) -> Result<(u32, u32), String> {
+    let (u, g) = spec.split_once(':').unwrap_or((spec, ""));
+    if let Ok(uid) = u.parse::<u32>() {
+        let gid = if g.is_empty() {
+            Ok(uid)
+        } else {
+            g.parse::<u32>()
+        };
+        if let Ok(gid) = gid {
+            return Ok((uid, gid));
+        }
+    }
+    let image = image.ok_or_else(|| {
+        format!("--chown={spec}: names need an image with /etc/passwd (not FROM scratch)")
+    })?;
+    let store = engine.store().map_err(|e| e.to_string())?;
+    let key = format!("build-chown-{}-{}", std::process::id(), short(image));
+    let _ = store.deactivate(&key);
+    let root = store
+        .activate(&key, image, true)
+        .map_err(|e| e.to_string())?;
+    // docker: USER alone gives the user's primary group; USER:GROUP looks both up.
+    let spec_for_lookup = if g.is_empty() {
+        u.to_string()
+    } else {
+        spec.to_string()
+    };
+    let r = engine::resolve_user(&root, &spec_for_lookup, "--chown").map_err(|e| e.to_string());
+    let _ = store.deactivate(&key);
+    let r = r?;
+    Ok((r.uid, r.gid))
 }

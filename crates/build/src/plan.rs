@@ -70,19 +70,6 @@ pub fn prepare(req: &Request<'_>) -> Result<Prepared, PlanError> {
     })
 }
 
-fn uid_gid(s: &str, line: usize) -> Result<(u32, u32), PlanError> {
-    let (u, g) = s.split_once(':').unwrap_or((s, s));
-    match (u.parse(), g.parse()) {
-        (Ok(u), Ok(g)) => Ok((u, g)),
-        _ => Err(PlanError::At {
-            line,
-            message: format!(
-                "--chown={s}: only numeric UID[:GID] is supported (names would need the image's /etc/passwd)"
-            ),
-        }),
-    }
-}
-
 fn chmod(s: &str, line: usize) -> Result<u32, PlanError> {
     u32::from_str_radix(s, 8).map_err(|_| PlanError::At {
         line,
@@ -195,7 +182,7 @@ pub fn stages(
                 }
                 Instruction::Copy(c) => {
                     let dest = absolute(&c.files.dest, scope.workdir());
-                    let chown = c.chown.as_deref().map(|s| uid_gid(s, line)).transpose()?;
+                    let chown = c.chown.clone();
                     let chmod = c.chmod.as_deref().map(|s| chmod(s, line)).transpose()?;
                     let inline: Vec<(String, Vec<u8>)> = c
                         .files
@@ -258,7 +245,7 @@ pub fn stages(
                         });
                     }
                     let dest = absolute(&a.files.dest, scope.workdir());
-                    let chown = a.chown.as_deref().map(|s| uid_gid(s, line)).transpose()?;
+                    let chown = a.chown.clone();
                     let chmod = a.chmod.as_deref().map(|s| chmod(s, line)).transpose()?;
                     let inline = a
                         .files
@@ -294,7 +281,7 @@ fn copy_from_context(
     context: &Context,
     sources: &[String],
     dest: String,
-    chown: Option<(u32, u32)>,
+    chown: Option<String>,
     chmod: Option<u32>,
     inline: Vec<(String, Vec<u8>)>,
     line: usize,

@@ -24,3 +24,4 @@ pub use spec::{
     add_etc_files, build, parse_memory, parse_ulimit, stop_signal, MountSpec, NetworkMode,
     RunOptions, SeccompChoice, SpecError, Ulimit,
 };
+pub use user::{resolve as resolve_user, ResolvedUser};
