@@ -91,6 +91,10 @@ CMD ["sh", "/usr/local/bin/app"]
     );
     assert!(o4.status.success(), "{}", stderr(&o4));
     assert!(stdout(&o4).trim().starts_with("sha256:"), "{}", stdout(&o4));
+    // `images` shows the built images, not every step's intermediate image; -a shows those too.
+    let images = env.ok(&["images"]);
+    assert!(!images.contains("<none>"), "{images}");
+    assert!(env.ok(&["images", "-a"]).contains("<none>"));
 }
 
 #[test]

@@ -141,7 +141,7 @@ pub fn push(ctx: &Ctx, a: PushArgs) -> Result<i32> {
 
 #[derive(Args)]
 pub struct ImagesArgs {
-    /// Show all images (berth keeps no intermediate images; same as without)
+    /// Show all images (default hides intermediate images of builds)
     #[arg(short, long)]
     all: bool,
     /// Only show image IDs
@@ -211,10 +211,34 @@ fn rows(images: &[ImageInfo]) -> Vec<Row> {
     out
 }
 
+/// Untagged images the build cache holds (a build's intermediate steps and stages): docker shows its
+/// builder's intermediate images only with -a. (Pulled images have no parent, so nothing else is hidden.)
+fn intermediates(
+    images: &[ImageInfo],
+    root: &std::path::Path,
+) -> std::collections::HashSet<String> {
+    let cached: std::collections::HashSet<String> = std::fs::read_dir(root.join("build-cache"))
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                .map(|s| s.trim().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    images
+        .iter()
+        .filter(|i| i.tags.is_empty() && cached.contains(i.id.as_str()))
+        .map(|i| i.id.to_string())
+        .collect()
+}
+
 pub fn list(ctx: &Ctx, a: ImagesArgs) -> Result<i32> {
-    let _ = a.all;
     let store = ctx.store()?;
-    let images = store.list()?;
+    let mut images = store.list()?;
+    if !a.all {
+        let hidden = intermediates(&images, &ctx.root);
+        images.retain(|i| !hidden.contains(&i.id.to_string()));
+    }
     let mut rows = rows(&images);
     if let Some(filter) = &a.repository {
         let r = Reference::parse(filter)?;
