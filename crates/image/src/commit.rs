@@ -260,7 +260,8 @@ pub fn write_diff(dir: &Path, out: impl Write, epoch: Option<i64>) -> io::Result
     w.tar.finish()
 }
 
-fn rfc3339(secs: i64) -> String {
+/// Unix seconds as RFC 3339 in UTC ("2023-11-14T22:13:20Z").
+pub fn rfc3339(secs: i64) -> String {
     // Days to civil date (Howard Hinnant's algorithm), as the rest of berth formats times.
     let days = secs.div_euclid(86400);
     let rem = secs.rem_euclid(86400);
