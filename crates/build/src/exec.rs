@@ -21,6 +21,8 @@ pub enum ExecError {
     #[error(transparent)]
     Stage(#[from] stage::StageError),
     #[error(transparent)]
+    Add(#[from] crate::add::AddError),
+    #[error(transparent)]
     Store(#[from] image::StoreError),
     #[error(transparent)]
     Engine(#[from] engine::container::EngineError),
@@ -57,6 +59,8 @@ pub enum Source {
     Image(String),
 }
 
+// One value per Dockerfile step, built once: the size of the COPY variant does not matter here.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Op {
     Run {
@@ -80,6 +84,8 @@ pub enum Op {
         chmod: Option<u32>,
         /// The content digest of the sources (the cache key's part for them).
         digest: String,
+        /// ADD: archives extracted, URLs fetched.
+        add: Option<crate::add::AddSpec>,
     },
     /// ENV, WORKDIR, USER, CMD, ...: the new config.
     Config(Box<ContainerConfig>),
@@ -160,6 +166,26 @@ pub fn build(
         for step in &st.steps {
             n += 1;
             let _ = writeln!(out, "Step {n}/{total} : {}", step.text);
+            // ADD's URLs are fetched at every build, as docker does: their content is part of the cache key.
+            let mut fetched: Option<(tempfile::TempDir, Vec<crate::add::Fetched>)> = None;
+            if let Op::Copy { add: Some(a), .. } = &step.op {
+                if !a.urls.is_empty() {
+                    let dir = tempfile::Builder::new()
+                        .prefix("build-fetch-")
+                        .tempdir_in(engine.store()?.root().join("tmp"))
+                        .map_err(ioe("download directory"))?;
+                    let files = crate::add::fetch(&a.urls, a.checksum.as_deref(), dir.path())
+                        .map_err(|e| ExecError::At {
+                            line: step.line,
+                            message: format!("{}: {e}", step.text),
+                        })?;
+                    fetched = Some((dir, files));
+                }
+            }
+            let fetched_digests: Vec<String> = fetched
+                .iter()
+                .flat_map(|(_, f)| f.iter().map(|f| format!("{}={}", f.url, f.digest)))
+                .collect();
             let extra: Vec<u8> = match &step.op {
                 Op::Run { args, env } => format!("{args:?}|{env:?}").into_bytes(),
                 Op::Copy {
@@ -175,7 +201,8 @@ pub fn build(
                         Source::Image(r) => Some(engine.store()?.resolve(r)?.id.to_string()),
                         Source::Context => None,
                     };
-                    format!("{digest}|{dest}|{chown:?}|{chmod:?}|{from_id:?}").into_bytes()
+                    format!("{digest}|{dest}|{chown:?}|{chmod:?}|{from_id:?}|{fetched_digests:?}")
+                        .into_bytes()
                 }
                 Op::Config(c) => serde_json::to_vec(c).unwrap_or_default(),
             };
@@ -221,6 +248,7 @@ pub fn build(
                     dest,
                     chown,
                     chmod,
+                    add,
                     ..
                 } => {
                     let staged = tempfile::Builder::new()
@@ -262,11 +290,31 @@ pub fn build(
                         }
                     };
                     let result = (|| -> Result<Digest, ExecError> {
-                        match selection {
-                            Some(sel) => {
+                        match (selection, add) {
+                            (Some(sel), Some(a)) if a.unpack_local => {
+                                crate::add::stage_selection_unpacking(
+                                    &root,
+                                    sel,
+                                    dest,
+                                    &own,
+                                    staged.path(),
+                                )?
+                            }
+                            (Some(sel), _) => {
                                 stage::stage_selection(&root, sel, dest, &own, staged.path())?
                             }
-                            None => stage::stage_copy(&root, sources, dest, &own, staged.path())?,
+                            (None, _) => {
+                                stage::stage_copy(&root, sources, dest, &own, staged.path())?
+                            }
+                        }
+                        if let (Some(a), Some((_, files))) = (add, &fetched) {
+                            crate::add::stage_fetched(
+                                files,
+                                dest,
+                                &own,
+                                a.unpack_remote,
+                                staged.path(),
+                            )?;
                         }
                         for (name, content) in inline {
                             let d = if dest.ends_with('/') {

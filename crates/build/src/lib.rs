@@ -2,6 +2,7 @@
 //! This first part reads the inputs: the Dockerfile's grammar (`dockerfile`) and `.dockerignore` with the
 //! context it selects (`ignore`).
 
+pub mod add;
 pub mod cache;
 pub mod dockerfile;
 pub mod exec;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use image::media::ContainerConfig;
 
+use crate::add;
 use crate::dockerfile::{
     self, BaseConfig, BuildPlan, Command, CopyFrom, Dockerfile, Healthcheck, Instruction,
     ResolveOptions, StageScope,
@@ -228,23 +229,53 @@ pub fn stages(
                                 dest,
                                 chown,
                                 chmod,
+                                add: None,
                             }
                         }
                     }
                 }
                 Instruction::Add(a) => {
-                    if let Some(u) = a
-                        .files
-                        .sources
-                        .iter()
-                        .find(|s| s.contains("://") || s.starts_with("git@"))
-                    {
-                        return Err(PlanError::At {
-                            line,
-                            message: format!("ADD {u}: remote sources are not supported yet"),
-                        });
+                    let at = |message: String| PlanError::At { line, message };
+                    let mut local = Vec::new();
+                    let mut urls = Vec::new();
+                    for src in &a.files.sources {
+                        if add::is_git(src) {
+                            return Err(at(format!(
+                                "ADD {src}: git sources are not supported (clone in a RUN step instead)"
+                            )));
+                        } else if add::is_url(src) {
+                            urls.push(src.clone());
+                        } else if src.contains("://") {
+                            return Err(at(format!(
+                                "ADD {src}: only http:// and https:// URLs are supported"
+                            )));
+                        } else {
+                            local.push(src.clone());
+                        }
                     }
-                    let dest = absolute(&a.files.dest, scope.workdir());
+                    if let Some(c) = &a.checksum {
+                        if urls.is_empty() || !local.is_empty() {
+                            return Err(at(format!(
+                                "ADD --checksum={c}: only supported when every source is an http(s) URL"
+                            )));
+                        }
+                        if !add::checksum_is_valid(c) {
+                            return Err(at(format!(
+                                "ADD --checksum={c}: expected sha256:<64 hex digits>"
+                            )));
+                        }
+                    }
+                    let mut dest = absolute(&a.files.dest, scope.workdir());
+                    if a.files.sources.len() + a.files.heredocs.len() > 1 && !dest.ends_with('/') {
+                        dest.push('/');
+                    }
+                    if dest.ends_with('/') {
+                        if let Some(u) = urls.iter().find(|u| add::url_file_name(u).is_none()) {
+                            return Err(at(format!(
+                                "ADD {u}: no file name in the URL's path; give a destination file name"
+                            )));
+                        }
+                    }
                     let chown = a.chown.clone();
                     let chmod = a.chmod.as_deref().map(|s| chmod(s, line)).transpose()?;
                     let inline = a
@@ -253,7 +284,25 @@ pub fn stages(
                         .iter()
                         .map(|h| (h.name.clone(), h.content.clone().into_bytes()))
                         .collect();
-                    copy_from_context(&context, &a.files.sources, dest, chown, chmod, inline, line)?
+                    let spec = add::AddSpec {
+                        urls,
+                        checksum: a.checksum.clone(),
+                        unpack_local: a.unpack.unwrap_or(true),
+                        unpack_remote: a.unpack == Some(true),
+                    };
+                    let mut op =
+                        copy_from_context(&context, &local, dest, chown, chmod, inline, line)?;
+                    if let Op::Copy {
+                        digest, add: slot, ..
+                    } = &mut op
+                    {
+                        digest.push_str(&format!(
+                            "|add:{}:{}:{:?}:{:?}",
+                            spec.unpack_local, spec.unpack_remote, spec.checksum, spec.urls
+                        ));
+                        *slot = Some(spec);
+                    }
+                    op
                 }
                 config_ins => {
                     apply_config(&mut cfg, config_ins, &scope, &shell);
@@ -320,6 +369,7 @@ fn copy_from_context(
         dest,
         chown,
         chmod,
+        add: None,
     })
 }
 

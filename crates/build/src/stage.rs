@@ -41,7 +41,7 @@ pub struct Ownership {
 }
 
 /// `dest` inside `staged`, refusing `..` that would climb out.
-fn inside(staged: &Path, dest: &str) -> Result<PathBuf, StageError> {
+pub(crate) fn inside(staged: &Path, dest: &str) -> Result<PathBuf, StageError> {
     let mut out = staged.to_path_buf();
     for c in Path::new(dest).components() {
         match c {
@@ -59,7 +59,7 @@ fn inside(staged: &Path, dest: &str) -> Result<PathBuf, StageError> {
     Ok(out)
 }
 
-fn mkdirs(staged: &Path, dir: &Path) -> Result<(), StageError> {
+pub(crate) fn mkdirs(staged: &Path, dir: &Path) -> Result<(), StageError> {
     let rel = dir.strip_prefix(staged).unwrap_or(dir);
     let mut cur = staged.to_path_buf();
     for c in rel.components() {
