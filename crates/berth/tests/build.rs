@@ -324,3 +324,42 @@ fn copy_chown_by_name_and_number() {
     assert_ne!(o.status.code(), Some(0));
     assert!(stderr(&o).contains("nosuchuser"), "{}", stderr(&o));
 }
+
+#[test]
+fn run_heredocs_and_zstd_layers() {
+    let env = Env::new();
+    env.load_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    let c = ctx.path();
+    write(
+        c,
+        "Dockerfile",
+        "FROM busybox\nRUN <<EOF\necho plain heredoc > /h1\nEOF\nRUN <<EOF\n#!/bin/sh\necho script heredoc > /h2\nEOF\n",
+    );
+    let o = env.run(&[
+        "build",
+        "--compression",
+        "zstd",
+        "-t",
+        "hd:1",
+        c.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    assert_eq!(
+        env.ok(&["run", "--rm", "hd:1", "cat", "/h1", "/h2"]),
+        "plain heredoc\nscript heredoc\n"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&env.ok(&["image", "inspect", "hd:1"])).unwrap();
+    assert_eq!(v[0]["RootFS"]["Layers"].as_array().map(Vec::len), Some(3));
+    // The new layers are zstd: the image saves as an OCI layout with zstd layer media types.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hd.tar");
+    env.ok(&["save", "-o", file.to_str().unwrap(), "hd:1"]);
+    let other = Env::new();
+    other.ok(&["load", "-i", file.to_str().unwrap()]);
+    assert_eq!(
+        other.ok(&["run", "--rm", "hd:1", "cat", "/h2"]),
+        "script heredoc\n"
+    );
+}

@@ -68,6 +68,8 @@ pub enum Op {
         args: Vec<String>,
         /// Build args in scope, as KEY=VALUE (they are in the RUN's environment and its cache key).
         env: Vec<String>,
+        /// `RUN <<EOF` whose body starts with `#!`: (path in the container, body), mounted read-only there.
+        script: Option<(String, String)>,
     },
     Copy {
         from: Source,
@@ -187,7 +189,9 @@ pub fn build(
                 .flat_map(|(_, f)| f.iter().map(|f| format!("{}={}", f.url, f.digest)))
                 .collect();
             let extra: Vec<u8> = match &step.op {
-                Op::Run { args, env } => format!("{args:?}|{env:?}").into_bytes(),
+                Op::Run { args, env, script } => {
+                    format!("{args:?}|{env:?}|{script:?}").into_bytes()
+                }
                 Op::Copy {
                     digest,
                     dest,
@@ -220,7 +224,7 @@ pub fn build(
                 compression: opts.compression,
             };
             let id = match &step.op {
-                Op::Run { args, env } => {
+                Op::Run { args, env, script } => {
                     let parent = cur.clone().ok_or_else(|| ExecError::At {
                         line: step.line,
                         message:
@@ -232,6 +236,7 @@ pub fn build(
                         &parent,
                         args.clone(),
                         env.clone(),
+                        script.as_ref(),
                         &step.created_by,
                         out,
                     )

@@ -170,14 +170,9 @@ pub fn stages(
                 Instruction::Arg(_) => continue,
                 Instruction::Run(run) => {
                     let program = run.program(&shell);
-                    if program.script.is_some() {
-                        return Err(PlanError::At {
-                            line,
-                            message: "RUN <<EOF with a #! script is not supported yet".into(),
-                        });
-                    }
                     Op::Run {
                         args: program.argv,
+                        script: program.script,
                         env: scope.run_env(),
                     }
                 }

@@ -53,11 +53,47 @@ pub fn run(
     parent: &Digest,
     args: Vec<String>,
     env: Vec<String>,
+    script: Option<&(String, String)>,
     created_by: &str,
     out: &mut dyn Write,
 ) -> Result<Digest, StepError> {
     let command = args.join(" ");
+    // A `#!` heredoc: the body in a file mounted read-only where the command expects it (buildkit's way).
+    let script_dir = match script {
+        Some(_) => Some(
+            tempfile::Builder::new()
+                .prefix("build-script-")
+                .tempdir_in(cx.engine.store()?.root().join("tmp"))
+                .map_err(|source| StepError::Io {
+                    what: "script directory".into(),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
+    let mut mounts = Vec::new();
+    if let (Some((path, body)), Some(dir)) = (script, &script_dir) {
+        let file = dir.path().join("script");
+        std::fs::write(&file, body).map_err(|source| StepError::Io {
+            what: format!("write {}", file.display()),
+            source,
+        })?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).map_err(
+            |source| StepError::Io {
+                what: format!("chmod {}", file.display()),
+                source,
+            },
+        )?;
+        mounts.push(engine::volumes::MountRequest::Bind {
+            src: file,
+            dst: path.clone(),
+            readonly: true,
+            create_source: false,
+        });
+    }
     let req = CreateRequest {
+        mounts,
         image: parent.to_string(),
         run: RunOptions {
             entrypoint: Some(Vec::new()),

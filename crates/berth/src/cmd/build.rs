@@ -42,9 +42,9 @@ pub struct BuildArgs {
     /// Suppress the build output and print image ID on success
     #[arg(short = 'q', long)]
     quiet: bool,
-    /// Compress new layers with zstd instead of gzip
-    #[arg(long, hide = true)]
-    zstd: bool,
+    /// Compression of new layers: gzip (docker's default) or zstd
+    #[arg(long, default_value = "gzip", value_parser = ["gzip", "zstd"])]
+    compression: String,
     /// The build context: a directory, or "-" for a Dockerfile on stdin (no context)
     context: String,
 }
@@ -137,7 +137,7 @@ pub fn build(ctx: &Ctx, a: BuildArgs) -> Result<i32> {
         context: &context,
         no_cache: a.no_cache,
         epoch,
-        compression: if a.zstd {
+        compression: if a.compression == "zstd" {
             image::Compression::Zstd
         } else {
             image::Compression::Gzip
