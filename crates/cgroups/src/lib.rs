@@ -85,6 +85,11 @@ pub struct HierarchyState {
     pub base: PathBuf,
     /// Directory name under /sys/fs/cgroup ("memory", "cpu,cpuacct", "unified", "" for pure v2).
     pub subdir: PathBuf,
+    /// A relative cgroupsPath: the directories between `base` (the caller's own cgroup) and `path` are this
+    /// runtime's, shared by the containers created there, so an empty one may be removed by whichever
+    /// container leaves last. Never set for an absolute path (its parents belong to whoever made them).
+    #[serde(default)]
+    pub shared_parents: bool,
 }
 
 impl HierarchyState {
@@ -222,19 +227,23 @@ impl Cgroup {
             } else {
                 paths::host_dir(&h.mount, &h.own)?
             };
-            mkdir_tracked(&dir, &mut self.state.dirs)?;
+            let created = mkdir_tracked(&dir, &mut self.state.dirs)?;
             if !h.mount.v2 && h.controllers.iter().any(|c| c == "cpuset") {
-                // Every level from the base down, not only the ones made here: a shared parent that a
-                // parallel create has just made may not have its cpus and mems yet, and a child copied from
-                // it would start empty (ENOSPC when a task joins).
-                let mut levels = vec![dir.clone()];
-                let mut cur = dir.parent();
-                while let Some(p) = cur {
-                    if p == base || !p.starts_with(&base) {
-                        break;
+                // For a relative path every level from the base down, not only the ones made here: a shared
+                // parent that a parallel create has just made may not have its cpus and mems yet, and a child
+                // copied from it would start empty (ENOSPC when a task joins).
+                let mut levels = Vec::new();
+                if absolute {
+                    levels.extend(created.iter().rev().cloned());
+                } else {
+                    let mut cur = Some(dir.as_path());
+                    while let Some(p) = cur {
+                        if p == base || !p.starts_with(&base) {
+                            break;
+                        }
+                        levels.push(p.to_path_buf());
+                        cur = p.parent();
                     }
-                    levels.push(p.to_path_buf());
-                    cur = p.parent();
                 }
                 for d in levels.iter().rev() {
                     v1::cpuset_init(d)?;
@@ -254,6 +263,7 @@ impl Cgroup {
                 path: dir,
                 base,
                 subdir: h.subdir.clone(),
+                shared_parents: !absolute,
             });
         }
         if let Some(r) = resources {
@@ -568,7 +578,7 @@ impl Cgroup {
         // cgroup for a relative cgroupsPath) may have been created by another container that is gone: the
         // last one out removes them when they are empty.
         for h in &self.state.hierarchies {
-            if !self.state.dirs.contains(&h.path) {
+            if !h.shared_parents || !self.state.dirs.contains(&h.path) {
                 continue;
             }
             let mut cur = h.path.parent();
