@@ -34,22 +34,7 @@ pub fn human_size(size: u64) -> String {
         s /= 1000.0;
         i += 1;
     }
-    format!("{}{}", precision3(s), UNITS[i])
-}
-
-/// Go's %.3g: three significant digits, trailing zeros dropped.
-fn precision3(v: f64) -> String {
-    if v == 0.0 {
-        return "0".into();
-    }
-    let digits = v.abs().log10().floor() as i32 + 1;
-    let decimals = (3 - digits).max(0) as usize;
-    let s = format!("{v:.decimals$}");
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    }
+    format!("{}{}", significant(s, 3), UNITS[i])
 }
 
 /// go-units' HumanDuration.
@@ -125,6 +110,99 @@ pub fn format_utc(secs: i64) -> String {
         "{} +0000 UTC",
         t.trim_end_matches('Z').replacen('T', " ", 1)
     )
+}
+
+/// Go's `%.<p>g` for the magnitudes go-units prints (below 1024, so never in exponent form), trailing zeros
+/// dropped.
+pub fn significant(v: f64, p: i32) -> String {
+    if v == 0.0 {
+        return "0".into();
+    }
+    let digits = v.abs().log10().floor() as i32 + 1;
+    let decimals = (p - digits).max(0) as usize;
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+/// go-units' HumanSize (decimal units, 4 significant digits): "2B", "1.235MB".
+pub fn human_size4(size: u64) -> String {
+    scaled(
+        size,
+        1000.0,
+        &["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"],
+    )
+}
+
+/// go-units' BytesSize (binary units, 4 significant digits): "7.755GiB".
+pub fn bytes_size(size: u64) -> String {
+    scaled(
+        size,
+        1024.0,
+        &["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"],
+    )
+}
+
+fn scaled(size: u64, base: f64, units: &[&str]) -> String {
+    let mut s = size as f64;
+    let mut i = 0;
+    while s >= base && i < units.len() - 1 {
+        s /= base;
+        i += 1;
+    }
+    format!("{}{}", significant(s, 4), units[i])
+}
+
+/// Go's text/tabwriter with space padding: a cell ended by a tab is padded to the widest cell of its column
+/// in the run of adjacent lines that have that column, plus `padding`, and at least `minwidth`. A line's
+/// last cell is written as it is.
+pub fn tabwrite(text: &str, minwidth: usize, padding: usize) -> String {
+    let lines: Vec<Vec<&str>> = text.split('\n').map(|l| l.split('\t').collect()).collect();
+    // widths[i][j]: the padded width of line i's cell j (every cell but a line's last one).
+    let mut widths: Vec<Vec<usize>> = lines
+        .iter()
+        .map(|l| vec![0; l.len().saturating_sub(1)])
+        .collect();
+    let columns = lines.iter().map(Vec::len).max().unwrap_or(0);
+    for j in 0..columns.saturating_sub(1) {
+        let has = |l: &Vec<&str>| l.len() > j + 1;
+        let mut i = 0;
+        while i < lines.len() {
+            if !has(&lines[i]) {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < lines.len() && has(&lines[i]) {
+                i += 1;
+            }
+            let width = lines[start..i]
+                .iter()
+                .map(|l| l[j].chars().count() + padding)
+                .max()
+                .unwrap_or(0)
+                .max(minwidth);
+            for w in &mut widths[start..i] {
+                w[j] = width;
+            }
+        }
+    }
+    let mut out = String::new();
+    for (i, cells) in lines.iter().enumerate() {
+        for (j, cell) in cells.iter().enumerate() {
+            out.push_str(cell);
+            if let Some(w) = widths[i].get(j) {
+                out.push_str(&" ".repeat(w - cell.chars().count()));
+            }
+        }
+        if i + 1 < lines.len() {
+            out.push('\n');
+        }
+    }
+    out
 }
 
 #[cfg(test)]

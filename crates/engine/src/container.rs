@@ -62,7 +62,10 @@ impl EngineError {
     }
 }
 
-fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> EngineError + 'a {
+pub(crate) fn io_err<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> EngineError + 'a {
     move |source| EngineError::Io {
         what,
         path: path.to_path_buf(),
@@ -1133,15 +1136,7 @@ impl Engine {
         for ch in &req.changes {
             apply_change(&mut cfg, ch)?;
         }
-        let created_by = spec["process"]["args"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .unwrap_or_default();
+        let created_by = command_line(&spec);
         let opts = image::commit::CommitOptions {
             parent: Some(image_id.clone()),
             config: Some(cfg),
@@ -1167,6 +1162,20 @@ impl Engine {
         }
         Ok(result?)
     }
+}
+
+/// A container's command as docker shows it (`ps`, a commit's history): config.json's process args joined by
+/// spaces.
+pub fn command_line(spec: &Value) -> String {
+    spec["process"]["args"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
 }
 
 /// "SIGTERM", "TERM", "15" -> "TERM" (what runtimes take); an unknown name is an error.

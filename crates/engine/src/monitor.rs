@@ -20,7 +20,7 @@ use image::snapshot::Driver;
 use image::Digest;
 
 use crate::attach::{self, frame};
-use crate::container::{settings_of, Engine, EngineError, Paths, Settings};
+use crate::container::{io_err, settings_of, Engine, EngineError, Paths, Settings};
 use crate::lock::Lock;
 use crate::logs::{LogWriter, Stream};
 use crate::oci::{self, Oci, OciError};
@@ -207,15 +207,6 @@ fn run(args: &MonitorArgs, sync: &mut Option<File>) -> Result<(), EngineError> {
         source: e,
     })?;
     let my_pid = std::process::id().to_string();
-    let io_err = |what: &'static str, p: &Path| {
-        let p = p.to_path_buf();
-        move |source| EngineError::Io {
-            what,
-            path: p,
-            source,
-        }
-    };
-
     let attach_path = paths.attach();
     let _ = fs::remove_file(&attach_path);
     let listener = UnixListener::bind(short_socket_path(&attach_path, &dir, "self"))
@@ -437,12 +428,6 @@ fn shrink() {
     }
 }
 
-fn runtime_error(log: &Path) -> Option<String> {
-    let text = fs::read_to_string(log).ok()?;
-    let line = text.lines().rfind(|l| !l.trim().is_empty())?;
-    Some(oci::error_message(line.as_bytes()))
-}
-
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(io::Error::from)
 }
@@ -457,14 +442,6 @@ fn launch(
     my_pid: &str,
 ) -> Result<Io, EngineError> {
     let tty = settings.run.tty;
-    let io_err = |what: &'static str, p: &Path| {
-        let p = p.to_path_buf();
-        move |source| EngineError::Io {
-            what,
-            path: p,
-            source,
-        }
-    };
     let _ = fs::remove_file(paths.runtime_log());
     let _ = fs::remove_file(paths.pid());
     let mut cmd = oci.command();
@@ -513,7 +490,7 @@ fn launch(
     drop(cmd);
     if !status.success() {
         let message =
-            runtime_error(&paths.runtime_log()).unwrap_or_else(|| format!("runtime {status}"));
+            oci::log_error(&paths.runtime_log()).unwrap_or_else(|| format!("runtime {status}"));
         return Err(OciError::Failed {
             op: "create",
             message,

@@ -125,6 +125,13 @@ pub fn error_message(stderr: &[u8]) -> String {
     line.to_string()
 }
 
+/// The runtime's last error line in its `--log` file (JSON or text), if it wrote one.
+pub fn log_error(log: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text.lines().rfind(|l| !l.trim().is_empty())?;
+    Some(error_message(line.as_bytes()))
+}
+
 impl Oci {
     pub fn command(&self) -> Command {
         let mut c = Command::new(&self.bin);

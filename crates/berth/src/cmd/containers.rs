@@ -273,7 +273,10 @@ pub fn prune(ctx: &Ctx, a: PruneArgs) -> Result<i32> {
         if !labels.iter().all(|l| label_matches(&c, l)) {
             continue;
         }
-        freed += dir_size(&e.store()?.root().join("active").join(&c.id).join("upper"));
+        freed += super::volume::dir_size(
+            &e.store()?.active_upper(&c.id),
+            &mut std::collections::HashSet::new(),
+        );
         e.remove(&c.id, false, false)?;
         println!("{}", c.id);
     }
@@ -283,19 +286,6 @@ pub fn prune(ctx: &Ctx, a: PruneArgs) -> Result<i32> {
         crate::output::human_size(freed)
     );
     Ok(0)
-}
-
-fn dir_size(p: &std::path::Path) -> u64 {
-    let Ok(rd) = std::fs::read_dir(p) else {
-        return 0;
-    };
-    rd.flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_size(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
 }
 
 fn parse_until(v: &str, now: i64) -> Result<i64> {
@@ -332,20 +322,6 @@ fn label_matches(c: &Container, f: &str) -> bool {
         Some((k, v)) => c.labels.get(k).map(String::as_str) == Some(v),
         None => c.labels.contains_key(f),
     }
-}
-
-/// The container's command as `ps` shows it: the arguments joined by spaces, as docker does.
-fn command_line(e: &Engine, c: &Container) -> String {
-    let config = read_config(e, c);
-    config["process"]["args"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default()
 }
 
 fn read_config(e: &Engine, c: &Container) -> Value {
@@ -437,7 +413,7 @@ pub fn ps(ctx: &Ctx, a: PsArgs) -> Result<i32> {
     let objects: Vec<Value> = keep
         .iter()
         .map(|c| {
-            let mut cmd = command_line(&e, c);
+            let mut cmd = engine::container::command_line(&read_config(&e, c));
             if !a.no_trunc && cmd.chars().count() > 20 {
                 cmd = format!("{}…", cmd.chars().take(19).collect::<String>());
             }

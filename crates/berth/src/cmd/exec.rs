@@ -46,14 +46,6 @@ pub struct ExecArgs {
     command: Vec<String>,
 }
 
-/// The runtime's last error line in its JSON log, if it wrote one.
-fn runtime_error(log: &std::path::Path) -> Option<String> {
-    let text = std::fs::read_to_string(log).ok()?;
-    let line = text.lines().rfind(|l| !l.trim().is_empty())?;
-    let v: serde_json::Value = serde_json::from_str(line).ok()?;
-    v["msg"].as_str().map(str::to_string)
-}
-
 /// Blocks the signals a terminal or a caller sends, so they reach the runtime (which forwards them to the
 /// process and reports its exit) without ending us first. Children start with an empty mask (std resets it).
 fn block_signals() {
@@ -140,7 +132,7 @@ pub fn exec(ctx: &Ctx, a: ExecArgs) -> Result<i32> {
         .status()
         .with_context(|| format!("run {}", prepared.oci.bin.display()))?;
     if !status.success() {
-        if let Some(msg) = runtime_error(log.path()) {
+        if let Some(msg) = engine::oci::log_error(log.path()) {
             // The runtime said why on stderr already (unless detached). docker's codes for an exec that did
             // not start: 127 when the command is not there, else 126 (it could not be run).
             if a.detach {

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use super::run::engine;
 use super::top::tabwrite;
 use super::Ctx;
-use crate::output::human_size;
+use crate::output::{bytes_size, human_size};
 use crate::template::Template;
 
 #[derive(Args)]
@@ -35,33 +35,6 @@ pub struct StatsArgs {
 
 const DEFAULT_TABLE: &str =
     "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}";
-
-/// Go's %.4g, as go-units' BytesSize formats.
-fn g4(v: f64) -> String {
-    if v == 0.0 {
-        return "0".into();
-    }
-    let digits = v.abs().log10().floor() as i32 + 1;
-    let decimals = (4 - digits).max(0) as usize;
-    let s = format!("{v:.decimals$}");
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    }
-}
-
-/// go-units' BytesSize: binary units, four significant digits ("1.5MiB", "64MiB").
-fn bytes_size(n: u64) -> String {
-    const UNITS: [&str; 9] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < UNITS.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    format!("{}{}", g4(v), UNITS[i])
-}
 
 /// One row as docker's stats formatter exposes it to templates.
 fn row(c: &Container, asked: &str, s: &Sample, cpu: f64, trunc: bool) -> Value {

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 
 use super::run::engine;
 use super::Ctx;
+use crate::output::{bytes_size, tabwrite};
 use crate::template::Template;
 
 /// The Docker Engine API version berth's answers follow.
@@ -71,99 +72,6 @@ fn render(t: &Template, v: &Value) -> Result<i32> {
     let text = t.render(v)?;
     writeln!(std::io::stdout().lock(), "{text}")?;
     Ok(0)
-}
-
-/// Go's `%.<p>g` for the magnitudes go-units prints (below 1024, so never in exponent form), trailing zeros
-/// dropped.
-fn significant(v: f64, p: i32) -> String {
-    if v == 0.0 {
-        return "0".into();
-    }
-    let digits = v.abs().log10().floor() as i32 + 1;
-    let decimals = (p - digits).max(0) as usize;
-    let s = format!("{v:.decimals$}");
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    }
-}
-
-/// go-units' HumanSize (decimal units, 4 significant digits): "2B", "1.235MB".
-pub(super) fn human_size(size: u64) -> String {
-    scaled(
-        size,
-        1000.0,
-        &["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"],
-    )
-}
-
-/// go-units' BytesSize (binary units, 4 significant digits): "7.755GiB".
-fn bytes_size(size: u64) -> String {
-    scaled(
-        size,
-        1024.0,
-        &["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"],
-    )
-}
-
-fn scaled(size: u64, base: f64, units: &[&str]) -> String {
-    let mut s = size as f64;
-    let mut i = 0;
-    while s >= base && i < units.len() - 1 {
-        s /= base;
-        i += 1;
-    }
-    format!("{}{}", significant(s, 4), units[i])
-}
-
-/// Go's text/tabwriter with space padding: a cell ended by a tab is padded to the widest cell of its column
-/// in the run of adjacent lines that have that column, plus `padding`, and at least `minwidth`. A line's
-/// last cell is written as it is.
-pub(super) fn tabwrite(text: &str, minwidth: usize, padding: usize) -> String {
-    let lines: Vec<Vec<&str>> = text.split('\n').map(|l| l.split('\t').collect()).collect();
-    // widths[i][j]: the padded width of line i's cell j (every cell but a line's last one).
-    let mut widths: Vec<Vec<usize>> = lines
-        .iter()
-        .map(|l| vec![0; l.len().saturating_sub(1)])
-        .collect();
-    let columns = lines.iter().map(Vec::len).max().unwrap_or(0);
-    for j in 0..columns.saturating_sub(1) {
-        let has = |l: &Vec<&str>| l.len() > j + 1;
-        let mut i = 0;
-        while i < lines.len() {
-            if !has(&lines[i]) {
-                i += 1;
-                continue;
-            }
-            let start = i;
-            while i < lines.len() && has(&lines[i]) {
-                i += 1;
-            }
-            let width = lines[start..i]
-                .iter()
-                .map(|l| l[j].chars().count() + padding)
-                .max()
-                .unwrap_or(0)
-                .max(minwidth);
-            for w in &mut widths[start..i] {
-                w[j] = width;
-            }
-        }
-    }
-    let mut out = String::new();
-    for (i, cells) in lines.iter().enumerate() {
-        for (j, cell) in cells.iter().enumerate() {
-            out.push_str(cell);
-            if let Some(w) = widths[i].get(j) {
-                out.push_str(&" ".repeat(w - cell.chars().count()));
-            }
-        }
-        if i + 1 < lines.len() {
-            out.push('\n');
-        }
-    }
-    out
 }
 
 /// JSON indented by four spaces, as docker's inspect prints it.
@@ -633,13 +541,14 @@ pub fn version(ctx: &Ctx, a: VersionArgs) -> Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::output::human_size4;
 
     #[test]
     fn sizes_like_go_units() {
-        assert_eq!(human_size(0), "0B");
-        assert_eq!(human_size(2), "2B");
-        assert_eq!(human_size(1_234_567), "1.235MB");
-        assert_eq!(human_size(1000), "1kB");
+        assert_eq!(human_size4(0), "0B");
+        assert_eq!(human_size4(2), "2B");
+        assert_eq!(human_size4(1_234_567), "1.235MB");
+        assert_eq!(human_size4(1000), "1kB");
         assert_eq!(bytes_size(2 * 1024 * 1024 * 1024), "2GiB");
         assert_eq!(bytes_size(2_097_152_000), "1.953GiB");
         assert_eq!(bytes_size(512), "512B");

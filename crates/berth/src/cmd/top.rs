@@ -19,27 +19,12 @@ pub struct TopArgs {
     ps_options: Vec<String>,
 }
 
-/// Go's text/tabwriter with flags 0 as docker's commands set it up: every cell but a line's last is padded to
-/// its column's width (the widest cell plus `padding`, at least `minwidth`).
+/// Rows through Go's text/tabwriter as docker's commands set it up (see [`crate::output::tabwrite`]), each
+/// line ended by a newline.
 pub fn tabwrite(rows: &[Vec<String>], minwidth: usize, padding: usize) -> String {
-    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let mut widths = vec![0; cols];
-    for r in rows {
-        for (i, c) in r.iter().enumerate().take(r.len().saturating_sub(1)) {
-            widths[i] = widths[i].max(c.chars().count() + padding);
-        }
-    }
-    for w in &mut widths {
-        *w = (*w).max(minwidth);
-    }
-    let mut out = String::new();
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            out.push_str(c);
-            if i + 1 < r.len() {
-                out.push_str(&" ".repeat(widths[i].saturating_sub(c.chars().count())));
-            }
-        }
+    let text: Vec<String> = rows.iter().map(|r| r.join("\t")).collect();
+    let mut out = crate::output::tabwrite(&text.join("\n"), minwidth, padding);
+    if !rows.is_empty() {
         out.push('\n');
     }
     out

@@ -326,7 +326,7 @@ fn list_headers() -> Value {
 
 /// docker's listings go through a tabwriter with minimum width 10 and padding 3.
 fn table(lines: &[String]) -> String {
-    let mut t = super::system::tabwrite(&lines.join("\n"), 10, 3);
+    let mut t = crate::output::tabwrite(&lines.join("\n"), 10, 3);
     t.push('\n');
     t
 }
@@ -509,7 +509,7 @@ pub(super) fn confirm(warning: &str) -> Result<bool> {
 
 /// Bytes held by the regular files under `dir`, each hard-linked file once (docker's directory.Size). Symlinks
 /// are not followed.
-fn dir_size(dir: &Path, seen: &mut HashSet<(u64, u64)>) -> u64 {
+pub(super) fn dir_size(dir: &Path, seen: &mut HashSet<(u64, u64)>) -> u64 {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return 0;
     };
@@ -589,7 +589,7 @@ pub fn prune(ctx: &Ctx, a: PruneArgs) -> Result<i32> {
     writeln!(
         out,
         "Total reclaimed space: {}",
-        super::system::human_size(reclaimed)
+        crate::output::human_size4(reclaimed)
     )?;
     for m in &errors {
         daemon_error(m);
