@@ -118,6 +118,12 @@ pub struct Cgroup {
     state: CgroupState,
 }
 
+/// A blkio weight of 0 means "not set", as runc reads it: dockerd puts `"weight": 0` in every spec, and the
+/// kernel refuses 0 (ERANGE).
+pub(crate) fn set_weight(w: Option<u16>) -> Option<u16> {
+    w.filter(|&w| w != 0)
+}
+
 fn unsupported(field: &str, controller: &str) -> CgroupError {
     CgroupError::Unsupported(format!("{field}: {controller} controller not available"))
 }
@@ -396,8 +402,8 @@ impl Cgroup {
             }
         }
         if let Some(b) = r.block_io() {
-            let any = b.weight().is_some()
-                || b.leaf_weight().is_some()
+            let any = crate::set_weight(b.weight()).is_some()
+                || crate::set_weight(b.leaf_weight()).is_some()
                 || [
                     b.throttle_read_bps_device(),
                     b.throttle_write_bps_device(),

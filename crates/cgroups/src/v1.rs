@@ -144,10 +144,10 @@ pub fn pids(dir: &Path, limit: i64) -> Result<(), CgroupError> {
 }
 
 pub fn blkio(dir: &Path, b: &LinuxBlockIo) -> Result<(), CgroupError> {
-    let wants_weight = b.weight().is_some()
+    let wants_weight = crate::set_weight(b.weight()).is_some()
         || b.weight_device()
             .as_ref()
-            .is_some_and(|d| d.iter().any(|w| w.weight().is_some()));
+            .is_some_and(|d| d.iter().any(|w| crate::set_weight(w.weight()).is_some()));
     // BFQ exposes its own weight files; CFQ (old kernels) used the plain names.
     let (weight, weight_device) = if !wants_weight || dir.join("blkio.bfq.weight").exists() {
         ("blkio.bfq.weight", "blkio.bfq.weight_device")
@@ -159,21 +159,21 @@ pub fn blkio(dir: &Path, b: &LinuxBlockIo) -> Result<(), CgroupError> {
             dir.display()
         )));
     };
-    if let Some(w) = b.weight() {
+    if let Some(w) = crate::set_weight(b.weight()) {
         write(dir, weight, &w.to_string())?;
     }
-    if let Some(w) = b.leaf_weight() {
+    if let Some(w) = crate::set_weight(b.leaf_weight()) {
         write(dir, "blkio.leaf_weight", &w.to_string())?;
     }
     for d in b.weight_device().iter().flatten() {
-        if let Some(w) = d.weight() {
+        if let Some(w) = crate::set_weight(d.weight()) {
             write(
                 dir,
                 weight_device,
                 &format!("{}:{} {}", d.major(), d.minor(), w),
             )?;
         }
-        if let Some(w) = d.leaf_weight() {
+        if let Some(w) = crate::set_weight(d.leaf_weight()) {
             write(
                 dir,
                 "blkio.leaf_weight_device",

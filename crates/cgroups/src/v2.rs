@@ -204,10 +204,10 @@ pub fn blkio_weight_to_io(w: u16) -> u64 {
 }
 
 pub fn io(dir: &Path, b: &LinuxBlockIo) -> Result<(), CgroupError> {
-    let wants_weight = b.weight().is_some()
+    let wants_weight = crate::set_weight(b.weight()).is_some()
         || b.weight_device()
             .as_ref()
-            .is_some_and(|d| d.iter().any(|w| w.weight().is_some()));
+            .is_some_and(|d| d.iter().any(|w| crate::set_weight(w.weight()).is_some()));
     // With BFQ, io.bfq.weight takes the blkio range unchanged; otherwise convert for io.weight.
     let bfq = wants_weight && dir.join("io.bfq.weight").exists();
     if wants_weight && !bfq && !dir.join("io.weight").exists() {
@@ -221,11 +221,11 @@ pub fn io(dir: &Path, b: &LinuxBlockIo) -> Result<(), CgroupError> {
     } else {
         ("io.weight", blkio_weight_to_io)
     };
-    if let Some(w) = b.weight() {
+    if let Some(w) = crate::set_weight(b.weight()) {
         write(dir, file, &conv(w).to_string())?;
     }
     for d in b.weight_device().iter().flatten() {
-        if let Some(w) = d.weight() {
+        if let Some(w) = crate::set_weight(d.weight()) {
             write(
                 dir,
                 file,

@@ -1,6 +1,7 @@
 //! Test helpers for berth: busybox bundles in temporary directories, a private runtime state root, unique
 //! container ids, and guards that delete containers and check nothing is left, also when a test fails.
 
+pub mod daemons;
 pub mod images;
 pub mod registry;
 

@@ -27,11 +27,27 @@ pub fn main() -> i32 {
     match run(&cli) {
         Ok(code) => code,
         Err(e) => {
-            let msg = format!("{e:#}");
-            logger.error(&msg);
+            logger.error(&chain_message(&e));
             1
         }
     }
+}
+
+/// The error and its causes on one line, like `{:#}`, but without repeating a cause that an error's own
+/// message already spells out (the library errors name their source; callers read the last line).
+fn chain_message(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if msg.contains(&text) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&text);
+    }
+    msg
 }
 
 fn run(cli: &Cli) -> Result<i32> {
@@ -396,5 +412,20 @@ fn events(rt: &Runtime, id: &str, once: bool, interval: &str) -> Result<i32> {
             return Ok(0);
         }
         std::thread::sleep(every);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chain_message;
+
+    #[test]
+    fn chain_message_skips_causes_already_said() {
+        let io = std::io::Error::from_raw_os_error(34);
+        let text = format!("cgroup write /x/blkio.weight: {io}");
+        let e = anyhow::Error::new(io).context(text.clone());
+        assert_eq!(chain_message(&e), text);
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(chain_message(&e), "outer: inner");
     }
 }
