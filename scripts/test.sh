@@ -7,7 +7,8 @@ if [[ $(id -u) != 0 ]]; then
     echo "the tests run real containers: run them as root" >&2
     exit 1
 fi
-scripts/deps.sh busybox-static procps docker-registry skopeo umoci curl openssl tini iproute2 util-linux
+scripts/deps.sh busybox-static procps docker-registry skopeo umoci curl openssl tini iproute2 util-linux \
+    containerd docker.io protobuf-compiler
 cargo build --workspace --all-targets --quiet
 cargo test --workspace --no-fail-fast 2>&1
 if [[ ${BERTH_TEST_VM:-0} == 1 ]]; then

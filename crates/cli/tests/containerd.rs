@@ -171,6 +171,20 @@ fn detached_task_exec_pause_resume_metrics_kill_delete() {
         "{metrics}"
     );
 
+    // exec with a terminal (the console socket again, for an exec process).
+    let line = format!(
+        "ctr --address '{}' tasks exec -t --fifo-dir '{}' --exec-id e2 {id} sh -c 'tty; exit 6'",
+        c.socket.display(),
+        fifo_dir(&c)
+    );
+    let o = Command::new("script")
+        .args(["-eqc", &line, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(6), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("/dev/pts/"), "{:?}", stdout(&o));
+
     // SIGTERM to a pid 1 without a handler does nothing (as with runc); SIGKILL ends it.
     c.ctr_ok("default", &["tasks", "kill", "-s", "SIGKILL", id]);
     wait_status(&c, id, "STOPPED");

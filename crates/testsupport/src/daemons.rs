@@ -22,7 +22,7 @@ fn cgroup_parent() -> String {
 /// What the CRI plugin needs: the sandbox ("pause") image and the runtime handlers.
 pub struct Cri {
     pub sandbox_image: String,
-    /// (handler name, BinaryName) pairs, each an `io.containerd.runc.v2` runtime.
+    /// (handler name, BinaryName) pairs, each an `io.containerd.runc.v2` runtime; the first is the default.
     pub handlers: Vec<(String, PathBuf)>,
 }
 
@@ -73,13 +73,18 @@ state = "{d}/state"
   stream_server_port = "0"
   enable_selinux = false
   disable_apparmor = true
+  # The sandbox asks for oom_score_adj -998; lowering it needs CAP_SYS_RESOURCE, which this machine's
+  # bounding set lacks (runc and berth-runtime both fail without this, as in rootless setups).
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{d}/cni/bin"
     conf_dir = "{d}/cni/conf"
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
+    default_runtime_name = "{default}"
 "#,
                     image = cri.sandbox_image,
+                    default = cri.handlers.first().map_or("runc", |h| h.0.as_str()),
                     d = d.display()
                 ));
                 for (name, bin) in &cri.handlers {

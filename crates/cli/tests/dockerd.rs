@@ -1,0 +1,216 @@
+//! berth-runtime under dockerd (Debian's docker.io 20.10) as `--add-runtime berth=PATH`: run --rm, -d, exec,
+//! -it, stop, kill, pause/unpause, update, with docker's default seccomp profile in force.
+
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+use testsupport::daemons::{cgroup_dirs, Dockerd};
+use testsupport::images::{ImageBuilder, Layout};
+use testsupport::{stderr, stdout};
+
+const BIN: &str = env!("CARGO_BIN_EXE_berth-runtime");
+
+fn dockerd() -> Dockerd {
+    let d = Dockerd::start(&[("berth", std::path::Path::new(BIN))]);
+    let layout = Layout::new();
+    layout.add("latest", ImageBuilder::busybox());
+    let archive = d.dir.join("busybox.tar");
+    layout.to_docker_archive("latest", &archive, "busybox:latest");
+    d.docker_ok(&["load", "-q", "-i", archive.to_str().unwrap()]);
+    d
+}
+
+fn run(d: &Dockerd, args: &[&str]) -> (i32, String, String) {
+    let o = d
+        .docker()
+        .args(["run", "--runtime", "berth", "--network", "none"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (o.status.code().unwrap_or(-1), stdout(&o), stderr(&o))
+}
+
+fn inspect(d: &Dockerd, name: &str) -> Value {
+    let v: Value = serde_json::from_str(&d.docker_ok(&["inspect", name])).unwrap();
+    v[0].clone()
+}
+
+#[test]
+fn run_rm_with_the_default_seccomp_profile() {
+    let d = dockerd();
+    let (code, out, err) = run(
+        &d,
+        &[
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "echo hello; grep ^Seccomp: /proc/self/status; exit 3",
+        ],
+    );
+    assert_eq!(code, 3, "{out}{err}");
+    // Mode 2: a filter is installed (docker's default profile); unconfined turns it off.
+    assert_eq!(out, "hello\nSeccomp:\t2\n", "{err}");
+    let (code, out, err) = run(
+        &d,
+        &[
+            "--rm",
+            "--security-opt",
+            "seccomp=unconfined",
+            "busybox",
+            "grep",
+            "^Seccomp:",
+            "/proc/self/status",
+        ],
+    );
+    assert_eq!((code, out.as_str()), (0, "Seccomp:\t0\n"), "{err}");
+    // The profile blocks what it should: unshare(CLONE_NEWUSER) is refused (docker's profile denies it
+    // without CAP_SYS_ADMIN), while unconfined lets the kernel decide.
+    let (code, _, err) = run(&d, &["--rm", "busybox", "unshare", "-U", "true"]);
+    assert_ne!(
+        code, 0,
+        "unshare -U allowed under the default profile: {err}"
+    );
+    assert!(d.docker_ok(&["ps", "-aq"]).is_empty());
+}
+
+#[test]
+fn detached_exec_pause_update_stop_kill() {
+    let d = dockerd();
+    let (code, out, err) = run(&d, &["-d", "--name", "bg", "busybox", "sleep", "1000"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let id = out.trim().to_string();
+    let info = inspect(&d, "bg");
+    assert_eq!(info["State"]["Running"], true);
+    assert_eq!(info["HostConfig"]["Runtime"], "berth");
+    // berth-runtime's own state, under the root dockerd 20.10 gives every runc-type runtime.
+    let state_file = d
+        .dir
+        .join(format!("exec/runtime-runc/moby/{id}/state.json"));
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(&state_file)
+            .unwrap_or_else(|e| panic!("{}: {e}", state_file.display())),
+    )
+    .unwrap();
+    assert!(state["cgroup"]["hierarchies"].is_array(), "{state}");
+
+    let o = d
+        .docker()
+        .args([
+            "exec",
+            "bg",
+            "sh",
+            "-c",
+            "echo from exec; ps -o pid,args; exit 5",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(5), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("1 sleep 1000"), "{}", stdout(&o));
+    let o = d
+        .docker()
+        .args(["exec", "-i", "bg", "sh", "-c", "read line; echo got $line"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(b"abc\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(stdout(&o), "got abc\n");
+
+    d.docker_ok(&["pause", "bg"]);
+    assert_eq!(inspect(&d, "bg")["State"]["Status"], "paused");
+    let freezer = cgroup_dirs(&format!("{}/{id}", d.containerd.cgroup_parent))
+        .into_iter()
+        .find(|p| p.starts_with("/sys/fs/cgroup/freezer"))
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(freezer.join("freezer.state"))
+            .unwrap()
+            .trim(),
+        "FROZEN"
+    );
+    d.docker_ok(&["unpause", "bg"]);
+    assert_eq!(inspect(&d, "bg")["State"]["Status"], "running");
+
+    // update goes through `berth-runtime update --resources -`.
+    d.docker_ok(&[
+        "update",
+        "--memory",
+        "64m",
+        "--memory-swap",
+        "128m",
+        "--cpus",
+        "0.5",
+        "--pids-limit",
+        "50",
+        "bg",
+    ]);
+    let limits = d.docker_ok(&[
+        "exec",
+        "bg",
+        "cat",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+        "/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes",
+        "/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+        "/sys/fs/cgroup/pids/pids.max",
+    ]);
+    assert_eq!(limits, "67108864\n134217728\n50000\n50\n");
+
+    // stop: SIGTERM is ignored by a pid 1 without a handler, so SIGKILL after the timeout.
+    d.docker_ok(&["stop", "-t", "1", "bg"]);
+    let info = inspect(&d, "bg");
+    assert_eq!(info["State"]["Status"], "exited");
+    assert_eq!(info["State"]["ExitCode"], 137);
+    // Started again, then killed with a signal the process handles.
+    d.docker_ok(&["start", "bg"]);
+    d.docker_ok(&["exec", "bg", "true"]);
+    d.docker_ok(&["kill", "bg"]);
+    d.docker_ok(&["wait", "bg"]);
+    assert_eq!(inspect(&d, "bg")["State"]["ExitCode"], 137);
+    d.docker_ok(&["rm", "bg"]);
+    assert!(!state_file.exists(), "runtime state left");
+    for dir in cgroup_dirs(&format!("{}/{id}", d.containerd.cgroup_parent)) {
+        assert!(!dir.exists(), "cgroup {} left", dir.display());
+    }
+}
+
+#[test]
+fn run_it_and_exec_it_through_a_terminal() {
+    let d = dockerd();
+    // script(1) gives the docker CLI a terminal; -e returns the command's exit code.
+    let in_pty = |args: &str| {
+        let line = format!(
+            "/usr/bin/docker --host unix://{} {args}",
+            d.socket.display()
+        );
+        Command::new("script")
+            .args(["-eqc", &line, "/dev/null"])
+            .env("DOCKER_CONFIG", d.dir.join("client"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let o = in_pty("run -it --rm --runtime berth --network none busybox sh -c 'tty; exit 4'");
+    assert_eq!(o.status.code(), Some(4), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("/dev/pts/0"), "{:?}", stdout(&o));
+
+    run(&d, &["-d", "--name", "tt", "busybox", "sleep", "1000"]);
+    let o = in_pty("exec -it tt sh -c 'tty; exit 6'");
+    assert_eq!(o.status.code(), Some(6), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("/dev/pts/"), "{:?}", stdout(&o));
+}
+
+#[test]
+fn a_missing_command_gives_dockers_exit_code() {
+    let d = dockerd();
+    let (code, out, err) = run(&d, &["--rm", "busybox", "/no/such/binary"]);
+    // docker: 127 when the command is not found, with the runtime's reason in the message.
+    assert_eq!(code, 127, "{out}{err}");
+    assert!(err.contains("/no/such/binary"), "{err}");
+    assert!(d.docker_ok(&["ps", "-aq"]).is_empty());
+}
