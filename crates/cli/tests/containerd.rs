@@ -229,3 +229,38 @@ fn a_failing_start_is_reported_and_leaves_nothing() {
     assert_gone(&c, "bad");
     assert!(Path::new(BIN).exists());
 }
+
+#[test]
+fn the_guard_cleans_up_after_containerd_dies() {
+    let mut c = containerd();
+    let id = "orphan";
+    let mut args = run_args(&c, id);
+    args.extend(["-d", IMAGE, id, "sleep", "1000"].map(String::from));
+    let o = c.ctr().args(&args).stdin(Stdio::null()).output().unwrap();
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    wait_status(&c, id, "RUNNING");
+    let pid: i32 = std::fs::read_to_string(
+        c.dir
+            .path()
+            .join("state/io.containerd.runtime.v2.task/default")
+            .join(id)
+            .join("init.pid"),
+    )
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap();
+    let cgroups = cgroup_dirs(&c.cgroup(id));
+    c.crash();
+    // The shim and the container outlive containerd...
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    drop(c);
+    // ...and the guard ends both (by pid) and removes the cgroups.
+    let gone = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+        s.rsplit(") ").next().is_some_and(|r| r.starts_with('Z'))
+    });
+    assert!(gone, "container init {pid} left");
+    for d in cgroups {
+        assert!(!d.exists(), "cgroup {} left", d.display());
+    }
+}

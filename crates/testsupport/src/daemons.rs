@@ -29,6 +29,8 @@ pub struct Cri {
 pub struct Containerd {
     pub dir: TempDir,
     child: Child,
+    /// The private mount namespace (`mnt:[inode]`), recorded at start: it outlives containerd in its shims.
+    mnt_ns: Option<PathBuf>,
     pub socket: PathBuf,
     pub cgroup_parent: String,
 }
@@ -113,9 +115,11 @@ state = "{d}/state"
             .stderr(log)
             .spawn()
             .expect("spawn containerd (is Debian's containerd installed?)");
+        let mnt_ns = wait_for_own_mount_ns(child.id());
         let c = Containerd {
             dir,
             child,
+            mnt_ns,
             socket,
             cgroup_parent: cgroup_parent(),
         };
@@ -142,6 +146,13 @@ state = "{d}/state"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// SIGKILLs containerd itself (its shims and containers keep running), as a crash would: for testing
+    /// that the guard still cleans up.
+    pub fn crash(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn pid(&self) -> u32 {
@@ -222,6 +233,20 @@ state = "{d}/state"
     }
 }
 
+/// `unshare` switches namespaces right after the spawn: wait until `pid`'s mount namespace differs from ours.
+fn wait_for_own_mount_ns(pid: u32) -> Option<PathBuf> {
+    let ours = std::fs::read_link("/proc/self/ns/mnt").ok()?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        match std::fs::read_link(format!("/proc/{pid}/ns/mnt")) {
+            Ok(ns) if ns != ours => return Some(ns),
+            Ok(_) => std::thread::sleep(Duration::from_millis(5)),
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
 fn quiet(c: &mut Command) -> std::io::Result<Output> {
     c.stdin(Stdio::null()).output()
 }
@@ -243,26 +268,51 @@ fn stop(child: &mut Child, grace: Duration) {
     let _ = child.wait();
 }
 
-/// Kills what the shims left behind: a container's init (init.pid in its bundle) and the shim (shim.pid),
-/// both written by the processes containerd started for this test, so the pids are ours to end.
-fn kill_leftovers(state: &Path) {
-    let Ok(namespaces) = std::fs::read_dir(state) else {
-        return;
-    };
-    for ns in namespaces.flatten() {
-        let Ok(bundles) = std::fs::read_dir(ns.path()) else {
-            continue;
-        };
-        for b in bundles.flatten() {
-            for f in ["init.pid", "shim.pid"] {
-                let pid = std::fs::read_to_string(b.path().join(f))
+/// Kills what a failed test can leave once containerd is gone: every process still in the daemons' private
+/// mount namespace (shims: containerd 1.6's runc v2 shim writes no pid file) and each container's init
+/// (init.pid in its bundle), the latter only while its cgroup is still below this test's parent, so a
+/// reused pid is never hit. All were started for this test; they are ended by pid.
+fn kill_leftovers(state: &Path, mnt_ns: Option<&Path>, cgroup_parent: &str) {
+    let mut pids = Vec::new();
+    if let Ok(namespaces) = std::fs::read_dir(state) {
+        for ns in namespaces.flatten() {
+            let Ok(bundles) = std::fs::read_dir(ns.path()) else {
+                continue;
+            };
+            for b in bundles.flatten() {
+                let pid = std::fs::read_to_string(b.path().join("init.pid"))
                     .ok()
-                    .and_then(|s| s.trim().parse::<i32>().ok());
-                if let Some(pid) = pid.filter(|&p| p > 1) {
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
+                    .and_then(|s| s.trim().parse::<i32>().ok())
+                    .filter(|&p| p > 1);
+                let ours = |pid: i32| {
+                    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                        .is_ok_and(|c| c.contains(&format!("/{cgroup_parent}/")))
+                };
+                pids.extend(pid.filter(|&p| ours(p)));
             }
         }
+    }
+    if let (Some(ns), Ok(procs)) = (mnt_ns, std::fs::read_dir("/proc")) {
+        for p in procs.flatten() {
+            let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            if std::fs::read_link(p.path().join("ns/mnt")).is_ok_and(|l| l == ns) {
+                pids.push(pid);
+            }
+        }
+    }
+    for &pid in &pids {
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    // Their cgroups can only go once they are gone.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pids
+        .iter()
+        .any(|p| Path::new(&format!("/proc/{p}")).exists())
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -320,7 +370,11 @@ impl Drop for Containerd {
     fn drop(&mut self) {
         self.remove_all();
         stop(&mut self.child, Duration::from_secs(10));
-        kill_leftovers(&self.dir.path().join("state/io.containerd.runtime.v2.task"));
+        kill_leftovers(
+            &self.dir.path().join("state/io.containerd.runtime.v2.task"),
+            self.mnt_ns.as_deref(),
+            &self.cgroup_parent,
+        );
         remove_cgroup_tree(&self.cgroup_parent);
     }
 }
