@@ -214,3 +214,59 @@ fn a_missing_command_gives_dockers_exit_code() {
     assert!(err.contains("/no/such/binary"), "{err}");
     assert!(d.docker_ok(&["ps", "-aq"]).is_empty());
 }
+
+#[test]
+fn run_flags_reach_the_container() {
+    let d = dockerd();
+    // --read-only with --tmpfs: docker asks for an "rprivate" tmpfs (found failing, fixed in the runtime).
+    let (code, out, err) = run(
+        &d,
+        &[
+            "--rm",
+            "--read-only",
+            "--tmpfs",
+            "/tmp",
+            "busybox",
+            "sh",
+            "-c",
+            "touch /tmp/x && echo tmp ok; touch /y",
+        ],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(out, "tmp ok\n");
+    assert!(err.contains("Read-only file system"), "{err}");
+    // User, capabilities, limits as docker puts them in the spec.
+    let (code, out, err) = run(
+        &d,
+        &[
+            "--rm", "-u", "1000:1000", "--group-add", "50", "--cap-drop", "ALL", "--cap-add", "NET_ADMIN",
+            "--pids-limit", "20", "--ulimit", "nofile=512:1024", "-w", "/newdir", "-e", "FOO=bar",
+            "busybox", "sh", "-c",
+            "id; grep CapBnd /proc/self/status; cat /sys/fs/cgroup/pids/pids.max; ulimit -n; pwd; echo $FOO",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        out,
+        "uid=1000 gid=1000 groups=50,1000\nCapBnd:\t0000000000001000\n20\n512\n/newdir\nbar\n"
+    );
+    // An OOM kill: exit 137, and the shim's OOM watch on the runtime's memory cgroup reports it.
+    let (code, out, err) = run(
+        &d,
+        &[
+            "--name",
+            "oom",
+            "-m",
+            "8m",
+            "--memory-swap",
+            "8m",
+            "busybox",
+            "sh",
+            "-c",
+            "tail /dev/zero",
+        ],
+    );
+    assert_eq!(code, 137, "{out}{err}");
+    assert_eq!(inspect(&d, "oom")["State"]["OOMKilled"], true);
+    d.docker_ok(&["rm", "oom"]);
+}

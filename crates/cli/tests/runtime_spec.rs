@@ -398,6 +398,35 @@ fn recursive_read_only_and_propagation_options() {
 }
 
 #[test]
+fn propagation_of_a_new_tmpfs_mount() {
+    // dockerd's `--tmpfs /tmp`: a tmpfs with "rprivate" (the change applies to the new mount, not to the
+    // directory underneath it); "rshared" shows as a peer group in mountinfo.
+    let rt = Runtime::new(BIN);
+    let b = Bundle::new(&sh("grep -E ' /(tmp|shared) ' /proc/self/mountinfo"));
+    b.edit(|c| {
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.push(json!({
+            "destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+            "options": ["noexec", "nosuid", "nodev", "rprivate"]
+        }));
+        mounts.push(json!({
+            "destination": "/shared", "type": "tmpfs", "source": "tmpfs", "options": ["rshared"]
+        }));
+    });
+    let (code, out, err) = run(&rt, &b, &[]);
+    assert_eq!(code, 0, "{err}");
+    let line = |dest: &str| {
+        out.lines()
+            .find(|l| l.split(' ').nth(4) == Some(dest))
+            .unwrap_or_else(|| panic!("no {dest} in {out}"))
+            .to_string()
+    };
+    assert!(line("/tmp").contains("nosuid,nodev,noexec"), "{out}");
+    assert!(!line("/tmp").contains("shared:"), "{out}");
+    assert!(line("/shared").contains("shared:"), "{out}");
+}
+
+#[test]
 fn container_hooks_and_timeouts() {
     let rt = Runtime::new(BIN);
     let b = Bundle::new(&["cat", "/tmp/started"]);

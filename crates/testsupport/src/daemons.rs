@@ -7,6 +7,7 @@
 //! runtime), so every mount a test makes dies with the namespace and none reaches the host's table. Cgroups
 //! go below the test's own cgroup under a unique relative parent, removed on drop.
 
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -29,8 +30,8 @@ pub struct Cri {
 pub struct Containerd {
     pub dir: TempDir,
     child: Child,
-    /// The private mount namespace (`mnt:[inode]`), recorded at start: it outlives containerd in its shims.
-    mnt_ns: Option<PathBuf>,
+    /// The private mount namespace, recorded at start: it outlives containerd in its shims.
+    mnt_ns: Option<MountNs>,
     pub socket: PathBuf,
     pub cgroup_parent: String,
 }
@@ -233,13 +234,26 @@ state = "{d}/state"
     }
 }
 
+/// A mount namespace's identity (`mnt:[inode]`) and an open handle on it. The handle keeps the namespace,
+/// and so its inode number, alive: once a namespace is freed the kernel hands its number to the next one
+/// created (say, another test's container), and a process found by the number alone would not be ours.
+struct MountNs {
+    id: PathBuf,
+    _hold: std::fs::File,
+}
+
 /// `unshare` switches namespaces right after the spawn: wait until `pid`'s mount namespace differs from ours.
-fn wait_for_own_mount_ns(pid: u32) -> Option<PathBuf> {
+fn wait_for_own_mount_ns(pid: u32) -> Option<MountNs> {
     let ours = std::fs::read_link("/proc/self/ns/mnt").ok()?;
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
         match std::fs::read_link(format!("/proc/{pid}/ns/mnt")) {
-            Ok(ns) if ns != ours => return Some(ns),
+            Ok(ns) if ns != ours => {
+                let hold = std::fs::File::open(format!("/proc/{pid}/ns/mnt")).ok()?;
+                // The namespace the handle holds, whatever `pid` did in between.
+                let id = std::fs::read_link(format!("/proc/self/fd/{}", hold.as_raw_fd())).ok()?;
+                return Some(MountNs { id, _hold: hold });
+            }
             Ok(_) => std::thread::sleep(Duration::from_millis(5)),
             Err(_) => return None,
         }
@@ -372,10 +386,12 @@ impl Drop for Containerd {
         stop(&mut self.child, Duration::from_secs(10));
         kill_leftovers(
             &self.dir.path().join("state/io.containerd.runtime.v2.task"),
-            self.mnt_ns.as_deref(),
+            self.mnt_ns.as_ref().map(|n| n.id.as_path()),
             &self.cgroup_parent,
         );
         remove_cgroup_tree(&self.cgroup_parent);
+        // Let the namespace (and whatever is still mounted in it) go before the temp dir is removed.
+        self.mnt_ns = None;
     }
 }
 

@@ -62,7 +62,13 @@ pub fn mount_one(plan: &Plan, rootfd: BorrowedFd, m: &Mount) -> Result<(), Rootf
         }
         Err(e) => return Err(errno(format!("mount {typ} on"), dest)(e)),
     }
-    finish(&target, dest, &opts)
+    if opts.propagation.is_empty() && opts.rec_set == 0 && opts.rec_clr == 0 {
+        return Ok(());
+    }
+    // Re-open: the fd we had points at the directory underneath the new mount, and a propagation change
+    // there fails with EINVAL (docker's `--tmpfs /tmp` asks for rprivate).
+    let t = crate::paths::open_in_root(rootfd, dest).map_err(err("open mount point", dest))?;
+    finish(&fd_path(t.as_fd()), dest, &opts)
 }
 
 fn mount_bind(
