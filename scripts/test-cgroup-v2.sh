@@ -26,7 +26,7 @@ threads=${BERTH_VM_THREADS:-2}
 mem=${BERTH_VM_MEM:-2048}
 start=$(date +%s)
 
-scripts/deps.sh busybox-static procps
+scripts/deps.sh busybox-static procps skopeo util-linux containerd docker.io protobuf-compiler
 
 # Build on the host and map each test target (by source path) to its executable.
 echo "== building test binaries on the host"
@@ -51,6 +51,10 @@ tests=(
     "cgroups|crates/cgroups/tests/cgroups.rs|"
     "runtime_cgroups|crates/cli/tests/runtime_cgroups.rs|"
     "runtime_lifecycle|crates/cli/tests/runtime_lifecycle.rs|1"
+    # berth-runtime under containerd's shim, its CRI plugin and dockerd, on a cgroup v2 host.
+    "containerd|crates/cli/tests/containerd.rs|"
+    "cri|crates/cli/tests/cri.rs|"
+    "dockerd|crates/cli/tests/dockerd.rs|"
 )
 
 scratch=$(mktemp -d /var/tmp/berth-cgroup-v2.XXXXXX)

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use testsupport::daemons::{cgroup_dirs, Containerd};
+use testsupport::daemons::{cgroup_dirs, is_frozen, Containerd};
 use testsupport::images::{ImageBuilder, Layout};
 use testsupport::{stderr, stdout};
 
@@ -146,15 +146,9 @@ fn detached_task_exec_pause_resume_metrics_kill_delete() {
 
     c.ctr_ok("default", &["tasks", "pause", id]);
     wait_status(&c, id, "PAUSED");
-    let freezer = cgroup_dirs(&c.cgroup(id))
-        .into_iter()
-        .find(|d| d.starts_with("/sys/fs/cgroup/freezer"))
-        .expect("freezer hierarchy");
-    assert_eq!(
-        std::fs::read_to_string(freezer.join("freezer.state"))
-            .unwrap()
-            .trim(),
-        "FROZEN"
+    assert!(
+        is_frozen(&c.cgroup(id)),
+        "paused, but the cgroup is not frozen"
     );
     c.ctr_ok("default", &["tasks", "resume", id]);
     wait_status(&c, id, "RUNNING");
@@ -167,8 +161,31 @@ fn detached_task_exec_pause_resume_metrics_kill_delete() {
         "{metrics}"
     );
     assert!(
-        metrics["memory"]["usage"]["usage"].as_u64().unwrap_or(0) > 0,
+        // cgroup v1's memory.usage.usage, v2's memory.usage
+        metrics["memory"]["usage"]["usage"]
+            .as_u64()
+            .or(metrics["memory"]["usage"].as_u64())
+            .unwrap_or(0)
+            > 0,
         "{metrics}"
+    );
+
+    // `ctr tasks ps` asks the shim, which runs `berth-runtime ps --format json`.
+    let ps = c.ctr_ok("default", &["tasks", "ps", id]);
+    let init = c
+        .ctr_ok("default", &["tasks", "ls"])
+        .lines()
+        .find_map(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .filter(|_| l.starts_with(id))
+                .map(str::to_string)
+        })
+        .unwrap();
+    assert!(
+        ps.lines()
+            .any(|l| l.split_whitespace().next() == Some(init.as_str())),
+        "{ps}"
     );
 
     // exec with a terminal (the console socket again, for an exec process).

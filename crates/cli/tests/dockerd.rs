@@ -4,7 +4,7 @@
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
-use testsupport::daemons::{cgroup_dirs, Dockerd};
+use testsupport::daemons::{cgroup_dirs, is_frozen, Dockerd};
 use testsupport::images::{ImageBuilder, Layout};
 use testsupport::{stderr, stdout};
 
@@ -124,16 +124,7 @@ fn detached_exec_pause_update_stop_kill() {
 
     d.docker_ok(&["pause", "bg"]);
     assert_eq!(inspect(&d, "bg")["State"]["Status"], "paused");
-    let freezer = cgroup_dirs(&format!("{}/{id}", d.containerd.cgroup_parent))
-        .into_iter()
-        .find(|p| p.starts_with("/sys/fs/cgroup/freezer"))
-        .unwrap();
-    assert_eq!(
-        std::fs::read_to_string(freezer.join("freezer.state"))
-            .unwrap()
-            .trim(),
-        "FROZEN"
-    );
+    assert!(is_frozen(&format!("{}/{id}", d.containerd.cgroup_parent)));
     d.docker_ok(&["unpause", "bg"]);
     assert_eq!(inspect(&d, "bg")["State"]["Status"], "running");
 
@@ -150,16 +141,30 @@ fn detached_exec_pause_update_stop_kill() {
         "50",
         "bg",
     ]);
+    // The container sees its own cgroup (docker gives it a cgroup namespace on v2).
+    let (files, want) = if std::path::Path::new("/sys/fs/cgroup/memory").is_dir() {
+        (
+            "memory/memory.limit_in_bytes memory/memory.memsw.limit_in_bytes cpu/cpu.cfs_quota_us pids/pids.max",
+            "67108864\n134217728\n50000\n50\n",
+        )
+    } else {
+        // v2: docker 20.10 sends no swap limit here (its swap detection finds none on a v2 host; berth-runtime
+        // itself sets memory.swap.max from an update that has one: runtime_cgroups' update test).
+        (
+            "memory.max cpu.max pids.max",
+            "67108864\n50000 100000\n50\n",
+        )
+    };
     let limits = d.docker_ok(&[
         "exec",
+        "-w",
+        "/sys/fs/cgroup",
         "bg",
-        "cat",
-        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
-        "/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes",
-        "/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
-        "/sys/fs/cgroup/pids/pids.max",
+        "sh",
+        "-c",
+        &format!("cat {files}"),
     ]);
-    assert_eq!(limits, "67108864\n134217728\n50000\n50\n");
+    assert_eq!(limits, want);
 
     // stop: SIGTERM is ignored by a pid 1 without a handler, so SIGKILL after the timeout.
     d.docker_ok(&["stop", "-t", "1", "bg"]);
@@ -239,10 +244,28 @@ fn run_flags_reach_the_container() {
     let (code, out, err) = run(
         &d,
         &[
-            "--rm", "-u", "1000:1000", "--group-add", "50", "--cap-drop", "ALL", "--cap-add", "NET_ADMIN",
-            "--pids-limit", "20", "--ulimit", "nofile=512:1024", "-w", "/newdir", "-e", "FOO=bar",
-            "busybox", "sh", "-c",
-            "id; grep CapBnd /proc/self/status; cat /sys/fs/cgroup/pids/pids.max; ulimit -n; pwd; echo $FOO",
+            "--rm",
+            "-u",
+            "1000:1000",
+            "--group-add",
+            "50",
+            "--cap-drop",
+            "ALL",
+            "--cap-add",
+            "NET_ADMIN",
+            "--pids-limit",
+            "20",
+            "--ulimit",
+            "nofile=512:1024",
+            "-w",
+            "/newdir",
+            "-e",
+            "FOO=bar",
+            "busybox",
+            "sh",
+            "-c",
+            "id; grep CapBnd /proc/self/status; cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || \
+             cat /sys/fs/cgroup/pids.max; ulimit -n; pwd; echo $FOO",
         ],
     );
     assert_eq!(code, 0, "{out}{err}");

@@ -558,6 +558,24 @@ fn update_changes_limits_of_a_running_container() {
     let want_cpu = if v2() { "25000 100000" } else { "25000" };
     assert_eq!(cg_read(&rt, &id, "cpu", cpu_check), want_cpu);
 
+    // A swap limit, as dockerd's `update --memory-swap` sends it: OCI swap is memory+swap; v2's
+    // memory.swap.max is the swap alone.
+    if v2() || v1_swap_accounting() {
+        let o = run_with_stdin(
+            rt.cmd().args(["update", "--resources", "-", &id]),
+            json!({"memory": {"limit": 80 * MIB, "swap": 160 * MIB}})
+                .to_string()
+                .as_bytes(),
+        );
+        assert!(o.status.success(), "update swap: {}", stderr(&o));
+        let (file, want) = if v2() {
+            ("memory.swap.max", 80 * MIB)
+        } else {
+            ("memory.memsw.limit_in_bytes", 160 * MIB)
+        };
+        assert_eq!(cg_read(&rt, &id, "memory", file), want.to_string());
+    }
+
     // Unlimited again: -1.
     // (The `=` form: clap rejects a separate "-1" value, see the report.)
     let o = rt.run(&["update", "--pids-limit=-1", "--cpu-quota=-1", &id]);

@@ -360,6 +360,22 @@ pub fn cgroup_dirs(rel: &str) -> Vec<PathBuf> {
     dirs
 }
 
+/// Whether the cgroup `rel` (relative to the test's own) is frozen: the v1 freezer's state where that
+/// hierarchy exists, else cgroup v2's cgroup.freeze.
+pub fn is_frozen(rel: &str) -> bool {
+    let dirs = cgroup_dirs(rel);
+    let read = |p: PathBuf| {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    match dirs.iter().find(|d| d.join("freezer.state").exists()) {
+        Some(d) => read(d.join("freezer.state")) == "FROZEN",
+        None => dirs.iter().any(|d| read(d.join("cgroup.freeze")) == "1"),
+    }
+}
+
 /// Removes `parent` (relative to the test's own cgroup) from every hierarchy, deepest directories first;
 /// only empty cgroups can go, so a busy one is left (and the test that made it fails on its own).
 pub fn remove_cgroup_tree(parent: &str) {
