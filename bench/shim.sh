@@ -26,8 +26,9 @@
 # Needs root, containerd, docker.io, runc, crun, busybox-static (installed with apt-get if missing), cargo
 # unless BERTH_RUNTIME is given. The whole run happens inside ../shared/tools/peer-ns.sh (a private mount
 # namespace hiding the hybrid cgroup2 mount, which crun refuses). Containers, daemons (stopped by pid), shims
-# (by the pid in their bundle), cgroups and the temp dir are cleaned up on exit, also on failure or
-# interrupt; the mounts die with the daemons' mount namespace.
+# (by pid), cgroups and the temp dir are cleaned up on exit, also on failure or
+# interrupt (a leftover shim is the containerd-shim-runc-v2 whose -address is this run's private socket);
+# the mounts die with the daemons' mount namespace.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")

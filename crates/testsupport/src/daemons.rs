@@ -65,12 +65,11 @@ state = "{d}/state"
             sock = socket.display()
         );
         if let Some(cri) = cri {
-            {
-                for sub in ["cni/bin", "cni/conf"] {
-                    std::fs::create_dir_all(d.join(sub)).expect("cni dirs");
-                }
-                config.push_str(&format!(
-                    r#"[plugins."io.containerd.grpc.v1.cri"]
+            for sub in ["cni/bin", "cni/conf"] {
+                std::fs::create_dir_all(d.join(sub)).expect("cni dirs");
+            }
+            config.push_str(&format!(
+                r#"[plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{image}"
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
@@ -80,26 +79,25 @@ state = "{d}/state"
   # bounding set lacks (runc and berth-runtime both fail without this, as in rootless setups).
   restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "{d}/cni/bin"
-    conf_dir = "{d}/cni/conf"
+bin_dir = "{d}/cni/bin"
+conf_dir = "{d}/cni/conf"
   [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "{default}"
+snapshotter = "overlayfs"
+default_runtime_name = "{default}"
 "#,
-                    image = cri.sandbox_image,
-                    default = cri.handlers.first().map_or("runc", |h| h.0.as_str()),
-                    d = d.display()
+                image = cri.sandbox_image,
+                default = cri.handlers.first().map_or("runc", |h| h.0.as_str()),
+                d = d.display()
+            ));
+            for (name, bin) in &cri.handlers {
+                config.push_str(&format!(
+                    r#"    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{name}]
+  runtime_type = "io.containerd.runc.v2"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{name}.options]
+    BinaryName = "{bin}"
+"#,
+                    bin = bin.display()
                 ));
-                for (name, bin) in &cri.handlers {
-                    config.push_str(&format!(
-                        r#"    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{name}]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{name}.options]
-        BinaryName = "{bin}"
-"#,
-                        bin = bin.display()
-                    ));
-                }
             }
         }
         std::fs::write(d.join("config.toml"), config).expect("containerd config");
