@@ -16,7 +16,7 @@ fn dockerd() -> Dockerd {
     layout.add("latest", ImageBuilder::busybox());
     let archive = d.dir.join("busybox.tar");
     layout.to_docker_archive("latest", &archive, "busybox:latest");
-    d.docker_ok(&["load", "-q", "-i", archive.to_str().unwrap()]);
+    d.load(&archive);
     d
 }
 
