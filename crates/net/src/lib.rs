@@ -1,0 +1,11 @@
+//! Networks for berth's containers (DESIGN.md's `net` layer; knows nothing of images or the engine).
+//!
+//! - `store`: the networks and their IP address leases and published host ports, in SQLite
+//!   (`<root>/networks.db`), so no address or port is handed out twice, also across concurrent `berth run`s
+//!   and after a crash.
+//! - `link`: bridges, veth pairs, addresses and routes (in the host's network namespace or a given one).
+//! - `firewall`: NAT, isolation and published ports through nftables, in berth's own table only.
+
+pub mod error;
+
+pub use error::NetError;
