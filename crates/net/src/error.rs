@@ -9,6 +9,9 @@ pub enum NetError {
     NotFound(String),
     #[error("network with name {0} already exists")]
     Exists(String),
+    /// An id prefix that matches several networks (docker's text).
+    #[error("network {prefix} is ambiguous ({count} matches found based on ID prefix)")]
+    Ambiguous { prefix: String, count: usize },
     #[error("{0}")]
     InUse(String),
     #[error("{0}")]
@@ -19,6 +22,9 @@ pub enum NetError {
         #[source]
         source: rusqlite::Error,
     },
+    /// A stored row that does not parse (edited by hand, or written by a newer berth).
+    #[error("network database {path}: {what}")]
+    Corrupt { path: PathBuf, what: String },
     #[error("{what}: {source}")]
     Io {
         what: String,

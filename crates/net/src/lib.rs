@@ -7,5 +7,9 @@
 //! - `firewall`: NAT, isolation and published ports through nftables, in berth's own table only.
 
 pub mod error;
+pub mod ipv4net;
+pub mod store;
 
 pub use error::NetError;
+pub use ipv4net::Ipv4Net;
+pub use store::{CreateNetwork, Lease, Network, PortBinding, PortRequest, Proto, Released, Store};
