@@ -6,6 +6,11 @@
 //! - `link`: bridges, veth pairs, addresses and routes (in the host's network namespace or a given one).
 //! - `firewall`: NAT, isolation and published ports through nftables, in berth's own table only.
 
+mod command;
 pub mod error;
+pub mod firewall;
+pub mod link;
 
 pub use error::NetError;
+pub use firewall::{FwNetwork, PortRule};
+pub use link::{Endpoint, Netns};
