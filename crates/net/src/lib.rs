@@ -6,10 +6,15 @@
 //! - `link`: bridges, veth pairs, addresses and routes (in the host's network namespace or a given one).
 //! - `firewall`: NAT, isolation and published ports through nftables, in berth's own table only.
 
+mod command;
 pub mod error;
+pub mod firewall;
 pub mod ipv4net;
+pub mod link;
 pub mod store;
 
 pub use error::NetError;
+pub use firewall::{FwNetwork, PortRule};
 pub use ipv4net::Ipv4Net;
+pub use link::{Endpoint, Netns};
 pub use store::{CreateNetwork, Lease, Network, PortBinding, PortRequest, Proto, Released, Store};

@@ -1,0 +1,283 @@
+//! Bridges, veth pairs, addresses and routes.
+//!
+//! Decision: berth talks to the kernel through iproute2's `ip` (batch mode, `ip -batch -`, several
+//! operations per exec) run inside the target network namespace with `nsenter --net=PATH` when it is not
+//! the current one (see `command`). Why: no netlink code to maintain, and `ip` is what operators debug with;
+//! the cost (a few ms per exec) is measured in bench/.
+//!
+//! Each operation is made so that a failure leaves nothing half-made that berth would not find again:
+//! - `ensure_bridge` and `delete_bridge`, `detach` are idempotent, so a retry after a crash converges;
+//! - `attach` creates the veth pair with one `ip link add` (the kernel makes both ends or neither; the
+//!   container end is created directly in the container's namespace under its final name and MAC, so there
+//!   is no temporary name to clean up), then configures it; if configuring fails the host end is deleted,
+//!   which deletes its peer too.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use crate::command::{check_ifname, run};
+use crate::NetError;
+
+/// Where a command runs: the current network namespace (None) or the one at `path` (e.g. /proc/PID/ns/net
+/// or a bind mount of it). The path is opened by the tools themselves, so it must not be a /proc/self path.
+#[derive(Clone, Debug, Default)]
+pub struct Netns {
+    pub path: Option<PathBuf>,
+}
+
+impl Netns {
+    /// The network namespace at `path`.
+    pub fn at(path: impl Into<PathBuf>) -> Netns {
+        Netns {
+            path: Some(path.into()),
+        }
+    }
+}
+
+impl fmt::Display for Netns {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.path {
+            Some(p) => write!(f, "netns {}", p.display()),
+            None => f.write_str("the current netns"),
+        }
+    }
+}
+
+/// One container's connection to a bridge.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    /// The host end, e.g. "veth" + 7 hex digits of the container id + an index (at most 15 characters).
+    pub host_if: String,
+    /// The container end's name, e.g. "eth0".
+    pub container_if: String,
+    /// The container end's MAC address, "xx:xx:xx:xx:xx:xx".
+    pub mac: String,
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    /// The default route goes through it. Internal networks keep the route too: the firewall is what stops
+    /// their traffic from leaving, so a container sees the same setup on both kinds of network.
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// Creates bridge `name` in `ns` if it is missing, gives it `gateway/prefix` if it lacks it, and brings it
+/// up; also turns on IPv4 forwarding in `ns` and `route_localnet` on the bridge (so that published ports
+/// reached via 127.0.0.1 can be DNATed to the bridge, see `firewall`). Idempotent.
+pub fn ensure_bridge(
+    ns: &Netns,
+    name: &str,
+    gateway: Ipv4Addr,
+    prefix: u8,
+) -> Result<(), NetError> {
+    check_ifname(name)?;
+    check_prefix(prefix)?;
+    let exists = match run(ns, &["ip", "-d", "-j", "link", "show", "dev", name], None) {
+        Ok(json) => {
+            let kind = link_kind(&json);
+            if kind.as_deref() != Some("bridge") {
+                return Err(NetError::Conflict(format!(
+                    "interface {name} in {ns} exists but is not a bridge (kind {})",
+                    kind.as_deref().unwrap_or("none")
+                )));
+            }
+            true
+        }
+        // Missing (or unreadable: then creating it fails with the kernel's reason).
+        Err(_) => false,
+    };
+    // `addr replace` and `link set up` are idempotent; only `link add` is not.
+    let configure =
+        format!("address replace {gateway}/{prefix} brd + dev {name}\nlink set dev {name} up\n");
+    if exists {
+        run(ns, &["ip", "-batch", "-"], Some(&configure))?;
+    } else {
+        let create = format!("link add name {name} type bridge\n{configure}");
+        if let Err(first) = run(ns, &["ip", "-batch", "-"], Some(&create)) {
+            // Another berth may have created it between our look and our add: configure what is there.
+            run(ns, &["ip", "-batch", "-"], Some(&configure)).map_err(|_| first)?;
+        }
+    }
+    set_sysctls(
+        ns,
+        &[
+            ("net/ipv4/ip_forward".to_string(), "1"),
+            (format!("net/ipv4/conf/{name}/route_localnet"), "1"),
+        ],
+    )
+}
+
+/// Deletes bridge `name` in `ns` (its ports are detached by the kernel). Idempotent.
+pub fn delete_bridge(ns: &Netns, name: &str) -> Result<(), NetError> {
+    check_ifname(name)?;
+    delete_link(ns, name)
+}
+
+/// Connects the container whose network namespace is at `container_netns` to `bridge` (in `ns`): a veth
+/// pair, host end `ep.host_if` enslaved to the bridge, up, in hairpin mode (so a container can reach its own
+/// published port); container end `ep.container_if` with `ep.mac`, `ep.ip/ep.prefix`, up, loopback up, and a
+/// default route via `ep.gateway`. On failure what was made is removed.
+pub fn attach(
+    ns: &Netns,
+    bridge: &str,
+    container_netns: &Path,
+    ep: &Endpoint,
+) -> Result<(), NetError> {
+    check_ifname(bridge)?;
+    check_ifname(&ep.host_if)?;
+    check_ifname(&ep.container_if)?;
+    check_mac(&ep.mac)?;
+    check_prefix(ep.prefix)?;
+    let cpath = container_netns.to_str().ok_or_else(|| {
+        NetError::Invalid(format!(
+            "container netns path {} is not UTF-8",
+            container_netns.display()
+        ))
+    })?;
+    // One netlink request: both ends exist afterwards or neither does, so a failure here leaves nothing.
+    run(
+        ns,
+        &[
+            "ip",
+            "link",
+            "add",
+            "name",
+            &ep.host_if,
+            "master",
+            bridge,
+            "up",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &ep.container_if,
+            "address",
+            &ep.mac,
+            "netns",
+            cpath,
+        ],
+        None,
+    )?;
+    let configured = configure_ends(ns, container_netns, ep);
+    if configured.is_err() {
+        // Deleting the host end deletes the peer in the container too. The configuration error is the one
+        // worth reporting; a failed cleanup leaves a veth that `detach` removes later.
+        let _ = delete_link(ns, &ep.host_if);
+    }
+    configured
+}
+
+fn configure_ends(ns: &Netns, container_netns: &Path, ep: &Endpoint) -> Result<(), NetError> {
+    run(
+        ns,
+        &[
+            "ip",
+            "link",
+            "set",
+            "dev",
+            &ep.host_if,
+            "type",
+            "bridge_slave",
+            "hairpin",
+            "on",
+        ],
+        None,
+    )?;
+    let cif = &ep.container_if;
+    let mut script = format!(
+        "link set dev lo up\naddress add {}/{} brd + dev {cif}\nlink set dev {cif} up\n",
+        ep.ip, ep.prefix
+    );
+    if let Some(gw) = ep.gateway {
+        script.push_str(&format!("route add default via {gw} dev {cif}\n"));
+    }
+    run(
+        &Netns::at(container_netns),
+        &["ip", "-batch", "-"],
+        Some(&script),
+    )
+    .map(drop)
+}
+
+/// Deletes the veth pair whose host end is `host_if` in `ns`. Idempotent (the pair also vanishes by itself
+/// when the container's network namespace dies).
+pub fn detach(ns: &Netns, host_if: &str) -> Result<(), NetError> {
+    check_ifname(host_if)?;
+    delete_link(ns, host_if)
+}
+
+/// Brings the loopback interface up in the network namespace at `container_netns` (containers on no
+/// network, or before attaching).
+pub fn loopback_up(container_netns: &Path) -> Result<(), NetError> {
+    run(
+        &Netns::at(container_netns),
+        &["ip", "link", "set", "dev", "lo", "up"],
+        None,
+    )
+    .map(drop)
+}
+
+/// `ip link del`, where "it is not there" counts as done. The absence is checked with a second look rather
+/// than by matching iproute2's wording, which changes between versions.
+fn delete_link(ns: &Netns, name: &str) -> Result<(), NetError> {
+    match run(ns, &["ip", "link", "del", "dev", name], None) {
+        Ok(_) => Ok(()),
+        Err(e) => match run(ns, &["ip", "-j", "link", "show", "dev", name], None) {
+            Err(_) => Ok(()),
+            Ok(_) => Err(e),
+        },
+    }
+}
+
+/// The `info_kind` of the interface in `ip -d -j link show` output ("bridge", "veth", ...).
+fn link_kind(json: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    v.get(0)?
+        .get("linkinfo")?
+        .get("info_kind")?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// Writes `/proc/sys/<key>` in `ns`. Network sysctls belong to the namespace of whoever opens the file, so
+/// inside another namespace they are written by a shell entered into it (keys and values are made by this
+/// module from checked interface names, so they need no quoting).
+fn set_sysctls(ns: &Netns, settings: &[(String, &str)]) -> Result<(), NetError> {
+    if ns.path.is_none() {
+        for (key, value) in settings {
+            let path = format!("/proc/sys/{key}");
+            std::fs::write(&path, value).map_err(|source| NetError::Io {
+                what: format!("writing {path}"),
+                source,
+            })?;
+        }
+        return Ok(());
+    }
+    let script: Vec<String> = settings
+        .iter()
+        .map(|(key, value)| format!("echo {value} > /proc/sys/{key}"))
+        .collect();
+    run(ns, &["sh", "-e", "-c", &script.join("\n")], None).map(drop)
+}
+
+fn check_prefix(prefix: u8) -> Result<(), NetError> {
+    if prefix <= 32 {
+        Ok(())
+    } else {
+        Err(NetError::Invalid(format!(
+            "invalid IPv4 prefix length /{prefix}"
+        )))
+    }
+}
+
+fn check_mac(mac: &str) -> Result<(), NetError> {
+    let parts: Vec<&str> = mac.split(':').collect();
+    if parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        Ok(())
+    } else {
+        Err(NetError::Invalid(format!("invalid MAC address {mac:?}")))
+    }
+}
