@@ -8,7 +8,7 @@ if [[ $(id -u) != 0 ]]; then
     exit 1
 fi
 scripts/deps.sh busybox-static procps docker-registry skopeo umoci curl openssl tini iproute2 util-linux \
-    containerd docker.io protobuf-compiler
+    containerd docker.io protobuf-compiler nftables python3
 cargo build --workspace --all-targets --quiet
 cargo test --workspace --no-fail-fast 2>&1
 if [[ ${BERTH_TEST_VM:-0} == 1 ]]; then

@@ -476,8 +476,9 @@ impl Engine {
         if run.init && run.init_path.is_none() {
             run.init_path = find_init();
         }
+        let net = self.attach_network(c, info, &mut run)?;
         let mut config = spec::build(&c.id, rootfs, &info.config, &run)?;
-        self.write_etc_files(&mut config, paths, &run)?;
+        self.write_etc_files(&mut config, paths, &run, net.as_ref())?;
         let bytes = serde_json::to_vec_pretty(&config)
             .map_err(|e| EngineError::Invalid(format!("config.json: {e}")))?;
         let path = paths.config();
@@ -485,20 +486,95 @@ impl Engine {
         Ok(())
     }
 
+    /// `--network bridge|NAME`: an address and the host ports, leased now (so /etc/hosts and inspect know
+    /// them); `container:ID`: that container's namespace, which must exist now.
+    fn attach_network(
+        &mut self,
+        c: &Container,
+        info: &image::store::ImageInfo,
+        run: &mut RunOptions,
+    ) -> Result<Option<crate::network::Attached>, EngineError> {
+        match run.network {
+            NetworkMode::Bridge => {
+                let mut ports = run.publish.clone();
+                if run.publish_all {
+                    let exposed: Vec<String> = info
+                        .config
+                        .config
+                        .as_ref()
+                        .and_then(|c| c.exposed_ports.as_ref())
+                        .map(|e| e.keys().cloned().collect())
+                        .unwrap_or_default();
+                    for p in crate::network::publish_all(&exposed) {
+                        if !ports
+                            .iter()
+                            .any(|q| q.container_port == p.container_port && q.proto == p.proto)
+                        {
+                            ports.push(p);
+                        }
+                    }
+                }
+                let mut names = vec![c.name.clone()];
+                names.extend(run.aliases.iter().cloned());
+                names.push(c.id[..12].to_string());
+                let store = crate::network::open_store(&self.root)?;
+                let a = crate::network::attach_at_create(
+                    &store,
+                    run.network_ref.as_deref().unwrap_or("bridge"),
+                    &c.id,
+                    run.ip.as_deref(),
+                    &names,
+                    &ports,
+                )?;
+                Ok(Some(a))
+            }
+            NetworkMode::Container => {
+                let target = run.network_ref.clone().unwrap_or_default();
+                let t = self.records.get(&target)?;
+                let pid = t.pid.filter(|_| is_up(t.status)).ok_or_else(|| {
+                    EngineError::Conflict(format!(
+                        "cannot join network of a non running container: {target}"
+                    ))
+                })?;
+                run.network_ref = Some(t.id.clone());
+                run.netns_path = Some(format!("/proc/{pid}/ns/net"));
+                Ok(None)
+            }
+            _ => Ok(None),
+        }
+    }
+
     fn write_etc_files(
         &self,
         config: &mut Value,
         paths: &Paths,
         run: &RunOptions,
+        net: Option<&crate::network::Attached>,
     ) -> Result<(), EngineError> {
         let hostname = config["hostname"]
             .as_str()
             .unwrap_or("localhost")
             .to_string();
-        let (hosts, resolv) = if run.network == NetworkMode::Host {
+        if run.network == NetworkMode::Container {
+            // docker: the joined container's own files (same hostname, hosts and resolver).
+            let target = self.paths(run.network_ref.as_deref().unwrap_or_default());
+            config["hostname"] = Value::Null;
+            if let Some(ns) = config["linux"]["namespaces"].as_array_mut() {
+                ns.retain(|n| n["type"] != "uts");
+            }
+            spec::add_etc_files(
+                config,
+                Some(&target.dir.join("hosts")),
+                Some(&target.dir.join("hostname")),
+                Some(&target.dir.join("resolv.conf")),
+            )?;
+            return Ok(());
+        }
+        let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let (mut hosts, mut resolv) = if run.network == NetworkMode::Host {
             (
                 fs::read_to_string("/etc/hosts").unwrap_or_default(),
-                fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+                host_resolv,
             )
         } else {
             (
@@ -506,9 +582,29 @@ impl Engine {
                  ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
                     .to_string(),
                 // With no network the host's resolver config is what docker copies too (it cannot reach it).
-                fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+                host_resolv,
             )
         };
+        if let Some(a) = net {
+            hosts.push_str(&format!("{}\t{hostname}\n", a.lease.ip));
+        }
+        for h in &run.add_hosts {
+            let (name, ip) = h.split_once(':').unwrap_or((h.as_str(), ""));
+            hosts.push_str(&format!("{ip}\t{name}\n"));
+        }
+        if !run.dns.is_empty() {
+            let kept: Vec<&str> = resolv
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("nameserver"))
+                .collect();
+            resolv = kept.join("\n");
+            if !resolv.is_empty() {
+                resolv.push('\n');
+            }
+            for d in &run.dns {
+                resolv.push_str(&format!("nameserver {d}\n"));
+            }
+        }
         let files = [
             ("hosts", hosts),
             ("hostname", format!("{hostname}\n")),
@@ -907,6 +1003,9 @@ impl Engine {
             }
         }
         self.store()?.deactivate(&c.id)?;
+        if settings.run.network == NetworkMode::Bridge {
+            crate::network::release(&self.root, &c.id)?;
+        }
         // The directory before the record: while the record exists, a removal cut short can be finished.
         let paths = self.paths(&c.id);
         match fs::remove_dir_all(&paths.dir) {
@@ -979,6 +1078,9 @@ impl Engine {
             let _ = oci.delete(&c.id, true);
         }
         let _ = self.store()?.unmount_active(&c.id);
+        if settings_of(c).run.network == NetworkMode::Bridge {
+            crate::network::disconnect_stopped(&self.root, &c.id);
+        }
         self.records.set_state(
             &c.id,
             &StateChange::Exited {

@@ -11,6 +11,7 @@ pub mod logs;
 pub mod monitor;
 mod mounts;
 pub mod names;
+pub mod network;
 pub mod oci;
 pub mod records;
 mod resources;

@@ -238,8 +238,13 @@ fn run(args: &MonitorArgs, sync: &mut Option<File>) -> Result<(), EngineError> {
         };
         engine.store()?.remount(&c.id, &image_id)?;
         let launched = launch(&oci, &c, &paths, &settings, &dir, &my_pid).and_then(|io| {
-            if settings.run.network == NetworkMode::None {
-                loopback_up(io.pid).map_err(io_err("bring up lo in", &paths.dir))?;
+            match settings.run.network {
+                NetworkMode::None => {
+                    loopback_up(io.pid).map_err(io_err("bring up lo in", &paths.dir))?
+                }
+                // Between create and start: the process exists, its command has not run yet.
+                NetworkMode::Bridge => crate::network::connect_running(&args.root, &c.id, io.pid)?,
+                NetworkMode::Host | NetworkMode::Container => {}
             }
             Ok(io)
         });
@@ -279,6 +284,9 @@ fn run(args: &MonitorArgs, sync: &mut Option<File>) -> Result<(), EngineError> {
         let mut engine = Engine::open_plain(&args.root, args.driver, &args.exe)?;
         let _ = fs::write(paths.exit(), code.to_string());
         let _ = oci.delete(&c.id, true);
+        if settings.run.network == NetworkMode::Bridge {
+            crate::network::disconnect_stopped(&args.root, &c.id);
+        }
 
         let now = engine.get(&c.id)?;
         let manual = paths.stopped().exists();
@@ -339,6 +347,9 @@ fn fail(
     let _ = oci.delete(&c.id, true);
     if let Ok(store) = engine.store() {
         let _ = store.unmount_active(&c.id);
+    }
+    if settings.run.network == NetworkMode::Bridge {
+        crate::network::disconnect_stopped(engine.root(), &c.id);
     }
     let code = e.exit_code();
     if !first {

@@ -75,6 +75,11 @@ pub enum NetworkMode {
     None,
     /// The host's network namespace.
     Host,
+    /// A new network namespace with an interface on a bridge network (`--network bridge|NAME`, named in
+    /// `RunOptions::network_ref`).
+    Bridge,
+    /// Another container's network namespace (`--network container:ID`).
+    Container,
 }
 
 /// What `docker run` / `docker create` flags say. `None` / empty = not given.
@@ -107,6 +112,30 @@ pub struct RunOptions {
     pub ulimits: Vec<Ulimit>,
     pub mounts: Vec<MountSpec>,
     pub network: NetworkMode,
+    /// Bridge: the network's name or id; Container: the container whose namespace is joined.
+    #[serde(default)]
+    pub network_ref: Option<String>,
+    /// Container: the namespace to join (`/proc/PID/ns/net` of that container's process), set by the engine.
+    #[serde(default)]
+    pub netns_path: Option<String>,
+    /// `-p`, each mapping expanded.
+    #[serde(default)]
+    pub publish: Vec<crate::network::PortSpec>,
+    /// `-P`: the image's exposed ports to free host ports.
+    #[serde(default)]
+    pub publish_all: bool,
+    /// `--ip` on the (first) network.
+    #[serde(default)]
+    pub ip: Option<String>,
+    /// `--dns` servers for /etc/resolv.conf.
+    #[serde(default)]
+    pub dns: Vec<String>,
+    /// `--add-host NAME:IP` lines for /etc/hosts.
+    #[serde(default)]
+    pub add_hosts: Vec<String>,
+    /// `--network-alias`: more names on the network.
+    #[serde(default)]
+    pub aliases: Vec<String>,
     /// `--init`: run `init_path` (bind-mounted at /sbin/docker-init) as pid 1 in front of the command.
     pub init: bool,
     pub init_path: Option<PathBuf>,
@@ -118,10 +147,14 @@ pub struct RunOptions {
 
 impl RunOptions {
     /// docker's HostConfig.NetworkMode word.
-    pub fn network_name(&self) -> &'static str {
+    pub fn network_name(&self) -> String {
+        let r = self.network_ref.as_deref().unwrap_or_default();
         match self.network {
-            NetworkMode::None => "none",
-            NetworkMode::Host => "host",
+            NetworkMode::None => "none".into(),
+            NetworkMode::Host => "host".into(),
+            NetworkMode::Bridge if r.is_empty() => "bridge".into(),
+            NetworkMode::Bridge => r.into(),
+            NetworkMode::Container => format!("container:{r}"),
         }
     }
 }
@@ -331,7 +364,12 @@ fn build_with_env(
         json!({"type": "cgroup"}),
     ];
     let mut sysctl = Map::new();
-    if opts.network != NetworkMode::Host {
+    if opts.network == NetworkMode::Container {
+        let path = opts.netns_path.as_deref().ok_or_else(|| {
+            SpecError::Invalid("--network container: no namespace to join".into())
+        })?;
+        namespaces.push(json!({"type": "network", "path": path}));
+    } else if opts.network != NetworkMode::Host {
         namespaces.push(json!({"type": "network"}));
         // docker (20.10+) lets unprivileged processes bind low ports and ping in their own netns.
         sysctl.insert("net.ipv4.ip_unprivileged_port_start".into(), json!("0"));

@@ -429,7 +429,7 @@ pub fn ps(ctx: &Ctx, a: PsArgs) -> Result<i32> {
                 "Command": format!("\"{cmd}\""),
                 "CreatedAt": crate::output::format_utc(c.created_at / 1_000_000_000),
                 "RunningFor": format!("{} ago", human_duration(now - c.created_at / 1_000_000_000)),
-                "Ports": "",
+                "Ports": ports_text(&ctx.root, &c.id),
                 "State": c.status.as_str(),
                 "Status": status_text(c, now),
                 "Size": "0B",
@@ -669,8 +669,54 @@ pub fn inspect_value(e: &Engine, c: &Container) -> Value {
             "StopSignal": s.stop_signal,
             "StopTimeout": s.stop_timeout,
         },
-        "NetworkSettings": {"Ports": {}, "Networks": {}},
+        "NetworkSettings": network_settings(e.root(), &c.id),
     })
+}
+
+/// docker's NetworkSettings: the published ports and, per network, the address the container holds.
+fn network_settings(root: &std::path::Path, id: &str) -> Value {
+    let mut ports = serde_json::Map::new();
+    let mut networks = serde_json::Map::new();
+    let mut first = json!({"IPAddress": "", "Gateway": "", "MacAddress": "", "IPPrefixLen": 0});
+    if engine::network::store_path(root).exists() {
+        if let Ok(store) = engine::network::open_store(root) {
+            for p in store.ports_of(id).unwrap_or_default() {
+                let key = format!("{}/{}", p.container_port, p.proto);
+                let entry = ports.entry(key).or_insert_with(|| json!([]));
+                if let Some(a) = entry.as_array_mut() {
+                    a.push(json!({"HostIp": p.host_ip.to_string(), "HostPort": p.host_port.to_string()}));
+                }
+            }
+            for (i, (n, l)) in store
+                .leases_of(id)
+                .unwrap_or_default()
+                .into_iter()
+                .enumerate()
+            {
+                let v = json!({
+                    "NetworkID": n.id,
+                    "EndpointID": id,
+                    "Gateway": n.gateway.to_string(),
+                    "IPAddress": l.ip.to_string(),
+                    "IPPrefixLen": n.subnet.prefix(),
+                    "MacAddress": l.mac,
+                    "Aliases": l.names,
+                });
+                if i == 0 {
+                    first = json!({"IPAddress": v["IPAddress"], "Gateway": v["Gateway"],
+                        "MacAddress": v["MacAddress"], "IPPrefixLen": v["IPPrefixLen"]});
+                }
+                networks.insert(n.name.clone(), v);
+            }
+        }
+    }
+    let mut v = json!({"Ports": ports, "Networks": networks});
+    if let (Some(o), Some(f)) = (v.as_object_mut(), first.as_object()) {
+        for (k, x) in f {
+            o.insert(k.clone(), x.clone());
+        }
+    }
+    v
 }
 
 pub fn inspect(ctx: &Ctx, a: InspectArgs) -> Result<i32> {
@@ -699,11 +745,66 @@ pub fn inspect(ctx: &Ctx, a: InspectArgs) -> Result<i32> {
     Ok(code)
 }
 
+/// `berth port CONTAINER [PRIVATE_PORT[/PROTO]]`: docker's "80/tcp -> 0.0.0.0:8080" lines.
 pub fn port(ctx: &Ctx, a: ContainersArgs) -> Result<i32> {
     let e = engine(ctx)?;
-    for n in &a.containers {
-        // No published ports without bridge networking: nothing to print, as docker prints nothing.
-        e.get(n)?;
+    let (name, filter) = match a.containers.as_slice() {
+        [c] => (c, None),
+        [c, p] => (c, Some(p.clone())),
+        _ => bail!("\"port\" requires 1 or 2 arguments: CONTAINER [PRIVATE_PORT[/PROTO]]"),
+    };
+    let c = e.get(name)?;
+    let mut out = std::io::stdout().lock();
+    let mut found = false;
+    for p in published(ctx, &c.id) {
+        let key = format!("{}/{}", p.container_port, p.proto);
+        let wanted = match &filter {
+            None => true,
+            Some(f) if f.contains('/') => *f == key,
+            Some(f) => *f == p.container_port.to_string() && p.proto.to_string() == "tcp",
+        };
+        if !wanted {
+            continue;
+        }
+        found = true;
+        if filter.is_some() {
+            writeln!(out, "{}:{}", p.host_ip, p.host_port)?;
+        } else {
+            writeln!(out, "{key} -> {}:{}", p.host_ip, p.host_port)?;
+        }
+    }
+    if let (Some(f), false) = (filter, found) {
+        eprintln!("Error: No public port '{f}' published for {name}");
+        return Ok(1);
     }
     Ok(0)
+}
+
+/// ps's PORTS column: "0.0.0.0:8080->80/tcp, ...".
+fn ports_text(root: &std::path::Path, id: &str) -> String {
+    if !engine::network::store_path(root).exists() {
+        return String::new();
+    }
+    engine::network::open_store(root)
+        .and_then(|s| Ok(s.ports_of(id)?))
+        .unwrap_or_default()
+        .iter()
+        .map(|p| {
+            format!(
+                "{}:{}->{}/{}",
+                p.host_ip, p.host_port, p.container_port, p.proto
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The host ports a container holds (none without bridge networking).
+fn published(ctx: &Ctx, id: &str) -> Vec<net::store::PortBinding> {
+    if !engine::network::store_path(&ctx.root).exists() {
+        return Vec::new();
+    }
+    engine::network::open_store(&ctx.root)
+        .and_then(|s| Ok(s.ports_of(id)?))
+        .unwrap_or_default()
 }

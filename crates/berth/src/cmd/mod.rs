@@ -7,6 +7,7 @@ mod cp;
 mod exec;
 mod images;
 mod login;
+mod network;
 mod registry;
 mod run;
 mod stats;
@@ -122,6 +123,9 @@ enum Command {
     /// Manage volumes
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
     /// Display system-wide information
     Info(system::InfoArgs),
     /// Show the berth version information
@@ -339,6 +343,7 @@ pub fn main() -> i32 {
         Command::Stats(a) | Command::Container(ContainerCommand::Stats(a)) => stats::stats(&ctx, a),
         Command::Cp(a) | Command::Container(ContainerCommand::Cp(a)) => cp::cp(&ctx, a),
         Command::Volume(c) => volume::run(&ctx, c),
+        Command::Network(c) => network::run(&ctx, c),
         Command::Info(a) => system::info(&ctx, a),
         Command::Version(a) => system::version(&ctx, a),
         Command::System(c) => system::run(&ctx, c),

@@ -91,9 +91,27 @@ pub struct CreateFlags {
     /// Run an init inside the container that forwards signals and reaps processes
     #[arg(long)]
     init: bool,
-    /// Connect a container to a network (none, host)
+    /// Connect a container to a network (none, host, bridge, NAME, container:NAME|ID)
     #[arg(long, alias = "net", default_value = "none")]
     network: String,
+    /// Publish a container's port(s) to the host ([IP:][HOST_PORT:]CONTAINER_PORT[/PROTO])
+    #[arg(short = 'p', long = "publish")]
+    publish: Vec<String>,
+    /// Publish all exposed ports to random ports
+    #[arg(short = 'P', long = "publish-all")]
+    publish_all: bool,
+    /// IPv4 address (e.g., 172.30.100.104)
+    #[arg(long)]
+    ip: Option<String>,
+    /// Set custom DNS servers
+    #[arg(long)]
+    dns: Vec<String>,
+    /// Add a custom host-to-IP mapping (host:ip)
+    #[arg(long = "add-host")]
+    add_host: Vec<String>,
+    /// Add network-scoped alias for the container
+    #[arg(long = "network-alias", alias = "net-alias")]
+    network_alias: Vec<String>,
     /// Ulimit options (NAME=SOFT[:HARD])
     #[arg(long)]
     ulimit: Vec<String>,
@@ -268,15 +286,71 @@ fn request(f: &CreateFlags) -> Result<CreateRequest> {
             ),
         }
     }
-    run.network = match f.network.as_str() {
-        "none" => NetworkMode::None,
-        "host" => NetworkMode::Host,
-        "bridge" | "default" => bail!(
-            "--network {}: bridge networking is not available yet; use --network none or host",
-            f.network
-        ),
-        other => bail!("invalid --network {other:?}: use none or host"),
+    (run.network, run.network_ref) = match f.network.as_str() {
+        "none" => (NetworkMode::None, None),
+        "host" => (NetworkMode::Host, None),
+        "" => bail!("invalid --network \"\": a network name, bridge, none, host or container:NAME"),
+        "bridge" | "default" => (NetworkMode::Bridge, Some("bridge".to_string())),
+        other => match other.strip_prefix("container:") {
+            Some("") => bail!("invalid --network {other}: container:NAME|ID"),
+            Some(c) => (NetworkMode::Container, Some(c.to_string())),
+            None => (NetworkMode::Bridge, Some(other.to_string())),
+        },
     };
+    let bridged = run.network == NetworkMode::Bridge;
+    for p in &f.publish {
+        run.publish
+            .extend(engine::network::parse_publish(p).map_err(anyhow::Error::msg)?);
+    }
+    run.publish_all = f.publish_all;
+    let publishes = !run.publish.is_empty() || run.publish_all;
+    match run.network {
+        NetworkMode::Container if publishes => {
+            bail!("conflicting options: port publishing and the container type network mode")
+        }
+        NetworkMode::Host if publishes => {
+            eprintln!("WARNING: Published ports are discarded when using host network mode")
+        }
+        _ => {}
+    }
+    if !bridged {
+        // Nothing to publish them on (docker drops them too).
+        run.publish.clear();
+        run.publish_all = false;
+    }
+    if let Some(ip) = &f.ip {
+        if !bridged {
+            bail!("--ip needs a bridge network (--network NAME)");
+        }
+        run.ip = Some(ip.clone());
+    }
+    if !f.network_alias.is_empty() && !bridged {
+        bail!("network-scoped aliases are only supported for user-defined networks");
+    }
+    run.aliases = f.network_alias.clone();
+    if run.network == NetworkMode::Container && (!f.dns.is_empty() || !f.add_host.is_empty()) {
+        bail!("conflicting options: dns and the network mode container");
+    }
+    for d in &f.dns {
+        if d.parse::<std::net::IpAddr>().is_err() {
+            bail!("invalid --dns {d:?}: an IP address");
+        }
+    }
+    run.dns = f.dns.clone();
+    for h in &f.add_host {
+        match h.split_once(':') {
+            Some((name, ip))
+                if !name.is_empty()
+                    && (ip == "host-gateway" || ip.parse::<std::net::IpAddr>().is_ok()) =>
+            {
+                if ip == "host-gateway" {
+                    bail!("--add-host {h}: host-gateway is not supported yet");
+                }
+            }
+            _ => bail!("invalid --add-host {h:?}: HOST:IP"),
+        }
+    }
+    run.add_hosts = f.add_host.clone();
     let mut mounts = Vec::new();
     for v in &f.volume {
         mounts.push(volumes::parse_volume_flag(v)?);

@@ -15,6 +15,61 @@ pub struct Env {
     root: tempfile::TempDir,
     config: tempfile::TempDir,
     pub driver: &'static str,
+    /// With networking: a network namespace of the test's own, where berth runs (it plays the host).
+    netns: Option<NetnsHolder>,
+}
+
+/// `unshare --net sleep infinity`, started and ended (by pid) by the test: its namespace outlives nothing.
+pub struct NetnsHolder {
+    child: std::process::Child,
+}
+
+impl NetnsHolder {
+    pub fn new() -> NetnsHolder {
+        let child = Command::new("unshare")
+            .args(["--net", "sleep", "infinity"])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("unshare --net");
+        let h = NetnsHolder { child };
+        // unshare switches namespaces right after the spawn.
+        let ours = std::fs::read_link("/proc/self/ns/net").expect("own netns");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::fs::read_link(h.path()).map_or(true, |n| n == ours) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "netns holder did not unshare"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let o = h.exec(&["ip", "link", "set", "lo", "up"]);
+        assert!(o.status.success(), "lo up: {}", stderr(&o));
+        h
+    }
+
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/ns/net", self.child.id()))
+    }
+
+    /// A command run in this namespace.
+    pub fn cmd(&self, program: &str) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net={}", self.path().display()))
+            .arg("--")
+            .arg(program);
+        c
+    }
+
+    pub fn exec(&self, args: &[&str]) -> Output {
+        output_via_files(self.cmd(args[0]).args(&args[1..]))
+    }
+}
+
+impl Drop for NetnsHolder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Env {
@@ -33,7 +88,18 @@ impl Env {
                 .tempdir()
                 .expect("tempdir"),
             driver,
+            netns: None,
         }
+    }
+
+    /// berth runs in a network namespace of the test's own (bridges, veths and firewall rules stay there).
+    pub fn with_netns(mut self) -> Env {
+        self.netns = Some(NetnsHolder::new());
+        self
+    }
+
+    pub fn netns(&self) -> &NetnsHolder {
+        self.netns.as_ref().expect("Env::with_netns")
     }
 
     pub fn root(&self) -> &Path {
@@ -45,7 +111,10 @@ impl Env {
     }
 
     pub fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_berth"));
+        let mut c = match &self.netns {
+            Some(n) => n.cmd(env!("CARGO_BIN_EXE_berth")),
+            None => Command::new(env!("CARGO_BIN_EXE_berth")),
+        };
         c.arg("--root")
             .arg(self.root.path())
             .arg("--storage-driver")

@@ -1,0 +1,378 @@
+//! Containers on bridge networks, on top of the `net` crate: docker's `-p` syntax, the addresses and ports
+//! a container holds (leased when it is created, kept until it is removed, so /etc/hosts and `inspect` are
+//! right before it starts), and the kernel side done by the monitor around each run of the container
+//! (veth into the container's namespace after `runtime create`, published ports while it runs).
+//!
+//! Everything happens in the network namespace berth itself runs in: that is "the host".
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use net::firewall::{self, FwNetwork, PortRule};
+use net::link::{self, Endpoint, Netns};
+use net::store::{Lease, Network, PortBinding, PortRequest, Proto, Store};
+use net::NetError;
+use serde::{Deserialize, Serialize};
+
+use crate::container::EngineError;
+
+impl From<NetError> for EngineError {
+    fn from(e: NetError) -> Self {
+        match e {
+            NetError::Invalid(m) => EngineError::Invalid(m),
+            NetError::Conflict(m) | NetError::InUse(m) => EngineError::Conflict(m),
+            NetError::NotFound(n) => EngineError::Invalid(format!("network {n} not found")),
+            other => EngineError::Invalid(other.to_string()),
+        }
+    }
+}
+
+/// One `-p` mapping as given: docker's `[IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortSpec {
+    pub proto: String,
+    /// Empty: every local address.
+    pub host_ip: String,
+    /// None: a free port chosen when the container is created.
+    pub host_port: Option<u16>,
+    pub container_port: u16,
+}
+
+fn port_range(s: &str, what: &str, spec: &str) -> Result<(u16, u16), String> {
+    let one = |p: &str| -> Result<u16, String> {
+        match p.parse::<u16>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("invalid {what} port {p:?} in -p {spec}")),
+        }
+    };
+    match s.split_once('-') {
+        Some((a, b)) => {
+            let (a, b) = (one(a)?, one(b)?);
+            if b < a {
+                return Err(format!("invalid {what} port range {s} in -p {spec}"));
+            }
+            Ok((a, b))
+        }
+        None => {
+            let p = one(s)?;
+            Ok((p, p))
+        }
+    }
+}
+
+/// Parses one `-p`/`--publish` value into one mapping per container port (ranges expand).
+pub fn parse_publish(spec: &str) -> Result<Vec<PortSpec>, String> {
+    let (rest, proto) = match spec.rsplit_once('/') {
+        Some((r, p)) => (r, p.to_ascii_lowercase()),
+        None => (spec, "tcp".to_string()),
+    };
+    if proto != "tcp" && proto != "udp" {
+        return Err(format!("invalid proto {proto:?} in -p {spec}: tcp or udp"));
+    }
+    if rest.starts_with('[') {
+        return Err(format!(
+            "-p {spec}: IPv6 host addresses are not supported yet"
+        ));
+    }
+    let parts: Vec<&str> = rest.split(':').collect();
+    let (ip, host, container) = match parts.as_slice() {
+        [c] => ("", "", *c),
+        [h, c] => ("", *h, *c),
+        [ip, h, c] => (*ip, *h, *c),
+        _ => {
+            return Err(format!(
+                "invalid -p {spec}: use [IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]"
+            ))
+        }
+    };
+    if !ip.is_empty() && ip.parse::<Ipv4Addr>().is_err() {
+        return Err(format!("invalid IP address {ip:?} in -p {spec}"));
+    }
+    if container.is_empty() {
+        return Err(format!("no container port in -p {spec}"));
+    }
+    let (c0, c1) = port_range(container, "container", spec)?;
+    let hosts = if host.is_empty() {
+        None
+    } else {
+        let (h0, h1) = port_range(host, "host", spec)?;
+        if h1 - h0 != c1 - c0 {
+            return Err(format!(
+                "invalid -p {spec}: the host and container port ranges differ in length"
+            ));
+        }
+        Some(h0)
+    };
+    let ip = if ip == "0.0.0.0" { "" } else { ip };
+    Ok((c0..=c1)
+        .enumerate()
+        .map(|(i, c)| PortSpec {
+            proto: proto.clone(),
+            host_ip: ip.to_string(),
+            host_port: hosts.map(|h| h + i as u16),
+            container_port: c,
+        })
+        .collect())
+}
+
+/// `-P`: every port the image EXPOSEs ("80/tcp", "53/udp", "8080") to a free host port.
+pub fn publish_all(exposed: &[String]) -> Vec<PortSpec> {
+    exposed
+        .iter()
+        .filter_map(|e| {
+            let (p, proto) = e.split_once('/').unwrap_or((e.as_str(), "tcp"));
+            Some(PortSpec {
+                proto: proto.to_ascii_lowercase(),
+                host_ip: String::new(),
+                host_port: None,
+                container_port: p.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+pub fn store_path(root: &Path) -> PathBuf {
+    root.join("networks.db")
+}
+
+pub fn open_store(root: &Path) -> Result<Store, EngineError> {
+    Ok(Store::open(&store_path(root))?)
+}
+
+/// The network a `--network` word names: "bridge" is docker's default network, made on first use.
+pub fn resolve(store: &Store, name: &str) -> Result<Network, EngineError> {
+    if name == "bridge" {
+        return Ok(store.ensure_default()?);
+    }
+    Ok(store.get(name)?)
+}
+
+/// What a container holds on its network, recorded when it is created.
+pub struct Attached {
+    pub network: Network,
+    pub lease: Lease,
+    pub ports: Vec<PortBinding>,
+}
+
+/// Leases an address on `network` and reserves the host ports: all or nothing.
+pub fn attach_at_create(
+    store: &Store,
+    network: &str,
+    container_id: &str,
+    ip: Option<&str>,
+    names: &[String],
+    ports: &[PortSpec],
+) -> Result<Attached, EngineError> {
+    let network = resolve(store, network)?;
+    let ip =
+        match ip {
+            Some(s) => Some(s.parse::<Ipv4Addr>().map_err(|_| {
+                EngineError::Invalid(format!("invalid --ip {s:?}: an IPv4 address"))
+            })?),
+            None => None,
+        };
+    let mut requests = Vec::new();
+    for p in ports {
+        requests.push(PortRequest {
+            proto: if p.proto == "udp" {
+                Proto::Udp
+            } else {
+                Proto::Tcp
+            },
+            host_ip: if p.host_ip.is_empty() {
+                Ipv4Addr::UNSPECIFIED
+            } else {
+                p.host_ip.parse().map_err(|_| {
+                    EngineError::Invalid(format!("invalid host address {}", p.host_ip))
+                })?
+            },
+            host_port: p.host_port,
+            container_port: p.container_port,
+        });
+    }
+    let lease = store.allocate(&network.id, container_id, ip, names)?;
+    let ports = match store.reserve_ports(container_id, &requests) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = store.release(&network.id, container_id);
+            return Err(e.into());
+        }
+    };
+    Ok(Attached {
+        network,
+        lease,
+        ports,
+    })
+}
+
+/// The container's interface name on the host: "veth" + 7 hex of its id + the endpoint's index.
+fn host_if(container_id: &str, index: usize) -> String {
+    format!("veth{}{index}", &container_id[..7.min(container_id.len())])
+}
+
+fn fw_network(n: &Network) -> FwNetwork {
+    FwNetwork {
+        id: n.id.clone(),
+        bridge: n.bridge.clone(),
+        subnet: n.subnet.to_string(),
+        internal: n.internal,
+    }
+}
+
+/// Brings a network's bridge and firewall rules up (idempotent: every start of a container on it asks).
+pub fn ensure_network(n: &Network) -> Result<(), EngineError> {
+    let host = Netns::default();
+    link::ensure_bridge(&host, &n.bridge, n.gateway, n.subnet.prefix())?;
+    firewall::setup_network(&host, &fw_network(n))?;
+    Ok(())
+}
+
+/// After `runtime create`: the container's interfaces, addresses, routes and published ports.
+pub fn connect_running(root: &Path, container_id: &str, pid: i32) -> Result<(), EngineError> {
+    let store = open_store(root)?;
+    let netns = PathBuf::from(format!("/proc/{pid}/ns/net"));
+    let host = Netns::default();
+    let leases = store.leases_of(container_id)?;
+    let mut rules = Vec::new();
+    let mut first_bridge = None;
+    for (i, (network, lease)) in leases.iter().enumerate() {
+        ensure_network(network)?;
+        let ep = Endpoint {
+            host_if: host_if(container_id, i),
+            container_if: format!("eth{i}"),
+            mac: lease.mac.clone(),
+            ip: lease.ip,
+            prefix: network.subnet.prefix(),
+            gateway: (i == 0).then_some(network.gateway),
+        };
+        link::attach(&host, &network.bridge, &netns, &ep)?;
+        if first_bridge.is_none() {
+            first_bridge = Some((network.bridge.clone(), lease.ip));
+        }
+    }
+    if let Some((bridge, ip)) = first_bridge {
+        for p in store.ports_of(container_id)? {
+            rules.push(PortRule {
+                proto: p.proto.to_string(),
+                host_ip: p.host_ip,
+                host_port: p.host_port,
+                container_ip: ip,
+                container_port: p.container_port,
+            });
+        }
+        if !rules.is_empty() {
+            firewall::publish(&host, container_id, &bridge, &rules)?;
+        }
+    }
+    Ok(())
+}
+
+/// After the container's process is gone: its published ports stop forwarding, its veths go (the
+/// kernel removes them with the namespace; this catches a namespace someone still holds).
+pub fn disconnect_stopped(root: &Path, container_id: &str) {
+    let host = Netns::default();
+    let _ = firewall::unpublish(&host, container_id);
+    if let Ok(store) = open_store(root) {
+        if let Ok(leases) = store.leases_of(container_id) {
+            for i in 0..leases.len() {
+                let _ = link::detach(&host, &host_if(container_id, i));
+            }
+        }
+    }
+}
+
+/// At removal: everything the container held, in the kernel and in the records.
+pub fn release(root: &Path, container_id: &str) -> Result<(), EngineError> {
+    if !store_path(root).exists() {
+        return Ok(());
+    }
+    disconnect_stopped(root, container_id);
+    let store = open_store(root)?;
+    store.release_all(container_id)?;
+    Ok(())
+}
+
+/// `berth network rm`: refused while containers use it; then its bridge and rules go.
+pub fn remove_network(root: &Path, name: &str) -> Result<Network, EngineError> {
+    let store = open_store(root)?;
+    let n = store.remove(name)?;
+    let host = Netns::default();
+    firewall::teardown_network(&host, &fw_network(&n))?;
+    link::delete_bridge(&host, &n.bridge)?;
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(proto: &str, ip: &str, host: Option<u16>, c: u16) -> PortSpec {
+        PortSpec {
+            proto: proto.into(),
+            host_ip: ip.into(),
+            host_port: host,
+            container_port: c,
+        }
+    }
+
+    #[test]
+    fn publish_forms() {
+        assert_eq!(parse_publish("80").unwrap(), vec![p("tcp", "", None, 80)]);
+        assert_eq!(
+            parse_publish("8080:80").unwrap(),
+            vec![p("tcp", "", Some(8080), 80)]
+        );
+        assert_eq!(
+            parse_publish("127.0.0.1:8080:80/udp").unwrap(),
+            vec![p("udp", "127.0.0.1", Some(8080), 80)]
+        );
+        assert_eq!(
+            parse_publish("127.0.0.1::80").unwrap(),
+            vec![p("tcp", "127.0.0.1", None, 80)]
+        );
+        assert_eq!(
+            parse_publish("0.0.0.0:1:2").unwrap(),
+            vec![p("tcp", "", Some(1), 2)]
+        );
+        assert_eq!(
+            parse_publish("8000-8001:80-81").unwrap(),
+            vec![p("tcp", "", Some(8000), 80), p("tcp", "", Some(8001), 81)]
+        );
+        assert_eq!(
+            parse_publish("80-81").unwrap(),
+            vec![p("tcp", "", None, 80), p("tcp", "", None, 81)]
+        );
+    }
+
+    #[test]
+    fn publish_errors() {
+        for (bad, want) in [
+            ("", "no container port"),
+            ("8080:", "no container port"),
+            ("0:80", "invalid host port"),
+            ("x:80", "invalid host port"),
+            ("80:70000", "invalid container port"),
+            ("80/sctp", "invalid proto"),
+            ("1.2.3:80:80", "invalid IP address"),
+            ("8000-8002:80-81", "differ in length"),
+            ("90-80", "invalid container port range"),
+            ("a:b:c:d", "invalid -p"),
+            ("[::1]:80:80", "IPv6"),
+        ] {
+            let e = parse_publish(bad).unwrap_err();
+            assert!(e.contains(want), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn publish_all_exposed() {
+        let v = publish_all(&["80/tcp".into(), "53/udp".into(), "x/tcp".into()]);
+        assert_eq!(v, vec![p("tcp", "", None, 80), p("udp", "", None, 53)]);
+    }
+
+    #[test]
+    fn host_interface_names_fit() {
+        assert_eq!(host_if("0123456789abcdef", 0), "veth01234560");
+        assert!(host_if("0123456789abcdef", 9).len() <= 15);
+    }
+}
