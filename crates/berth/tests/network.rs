@@ -449,3 +449,90 @@ fn bad_network_input_is_refused_cleanly() {
     e.ok(&["network", "rm", "one"]);
     assert!(!links(&e).contains("br-"));
 }
+
+#[test]
+fn names_and_aliases_resolve_on_a_user_network_and_the_rest_is_forwarded() {
+    let e = env();
+    e.ok(&["network", "create", "--subnet", "10.88.0.0/24", "appnet"]);
+    // A resolver on the host (the test's namespace) that answers every A query with 192.0.2.7: what the
+    // embedded server forwards to (--dns 127.0.0.1, reached from the monitor, which runs on the host).
+    let upstream = e
+        .netns()
+        .cmd("python3")
+        .args([
+            "-c",
+            "import socket, signal\n\
+             signal.alarm(60)\n\
+             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             s.bind(('127.0.0.1', 53))\n\
+             while True:\n\
+             \x20   q, a = s.recvfrom(512)\n\
+             \x20   end = q.index(b'\\0', 12) + 5\n\
+             \x20   r = q[:2] + b'\\x81\\x80' + q[4:6] + b'\\x00\\x01\\x00\\x00\\x00\\x00' + q[12:end]\n\
+             \x20   r += b'\\xc0\\x0c\\x00\\x01\\x00\\x01\\x00\\x00\\x00\\x3c\\x00\\x04' + bytes([192, 0, 2, 7])\n\
+             \x20   s.sendto(r, a)\n",
+        ])
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _upstream = Kill(upstream);
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "db1",
+        "--network",
+        "appnet",
+        "--network-alias",
+        "database",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "app",
+        "--network",
+        "appnet",
+        "--dns",
+        "127.0.0.1",
+        "-v",
+        "/usr:/usr:ro",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let resolv = e.ok(&["exec", "app", "cat", "/etc/resolv.conf"]);
+    assert!(resolv.starts_with("nameserver 127.0.0.11\n"), "{resolv}");
+    let db_ip = ip_of(&e, "db1", "appnet");
+    for name in ["db1", "database", "DB1"] {
+        let out = e.ok(&["exec", "app", "busybox", "nslookup", name]);
+        assert!(out.contains(&db_ip), "{name}: {out}");
+    }
+    // By name, as programs do (getaddrinfo through the host's libc under /usr).
+    e.ok(&["exec", "app", "ping", "-c", "1", "-W", "2", "database"]);
+    let out = e.ok(&["exec", "app", "busybox", "nslookup", "www.example.test"]);
+    assert!(out.contains("192.0.2.7"), "forwarded: {out}");
+    // A container on the default bridge has no embedded DNS (as docker's).
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "lone",
+        "--network",
+        "bridge",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let resolv = e.ok(&["exec", "lone", "cat", "/etc/resolv.conf"]);
+    assert!(!resolv.contains("127.0.0.11"), "{resolv}");
+}

@@ -587,12 +587,17 @@ impl Engine {
         };
         if let Some(a) = net {
             hosts.push_str(&format!("{}\t{hostname}\n", a.lease.ip));
+            if crate::network::uses_embedded_dns(run) {
+                // The monitor's embedded server answers for the network's names and forwards the rest
+                // (to --dns servers, if given).
+                resolv = net::dns::container_resolv_conf(&resolv);
+            }
         }
         for h in &run.add_hosts {
             let (name, ip) = h.split_once(':').unwrap_or((h.as_str(), ""));
             hosts.push_str(&format!("{ip}\t{name}\n"));
         }
-        if !run.dns.is_empty() {
+        if !run.dns.is_empty() && !crate::network::uses_embedded_dns(run) {
             let kept: Vec<&str> = resolv
                 .lines()
                 .filter(|l| !l.trim_start().starts_with("nameserver"))

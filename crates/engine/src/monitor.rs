@@ -141,6 +141,8 @@ struct Monitor {
     clients: Vec<ClientConn>,
     log: LogWriter,
     sigfd: OwnedFd,
+    /// The embedded DNS server of a container on a user-defined network, while it runs.
+    dns: Option<net::dns::Server>,
 }
 
 fn nonblocking(fd: BorrowedFd<'_>) {
@@ -226,6 +228,7 @@ fn run(args: &MonitorArgs, sync: &mut Option<File>) -> Result<(), EngineError> {
         clients: Vec::new(),
         log,
         sigfd,
+        dns: None,
     };
 
     let mut first = true;
@@ -252,6 +255,12 @@ fn run(args: &MonitorArgs, sync: &mut Option<File>) -> Result<(), EngineError> {
             Ok(io) => io,
             Err(e) => return fail(&mut engine, &mut m, &oci, &c, &settings, first, e),
         };
+        if settings.run.network == NetworkMode::Bridge {
+            match crate::network::start_dns(&args.root, &c.id, io.pid, &settings.run) {
+                Ok(d) => m.dns = d,
+                Err(e) => return fail(&mut engine, &mut m, &oci, &c, &settings, first, e),
+            }
+        }
         if first && args.wait_attach {
             if let Some(s) = sync.as_mut() {
                 let _ = writeln!(s, "ready");
@@ -285,6 +294,7 @@ fn run(args: &MonitorArgs, sync: &mut Option<File>) -> Result<(), EngineError> {
         let _ = fs::write(paths.exit(), code.to_string());
         let _ = oci.delete(&c.id, true);
         if settings.run.network == NetworkMode::Bridge {
+            m.dns = None;
             crate::network::disconnect_stopped(&args.root, &c.id);
         }
 
@@ -791,6 +801,14 @@ impl Monitor {
                 revents: 0,
             });
         }
+        let dns_fds = self.dns.as_ref().map(|d| d.fds()).unwrap_or([-1, -1]);
+        for fd in dns_fds {
+            fds.push(libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
         let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
         // SAFETY: poll over a vector of pollfds we own.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
@@ -834,6 +852,13 @@ impl Monitor {
             }
             if fds[4].revents != 0 {
                 write_stdin(i);
+            }
+        }
+        for (k, fd) in dns_fds.iter().enumerate() {
+            if fds[5 + nclients + k].revents != 0 {
+                if let Some(d) = self.dns.as_mut() {
+                    d.handle(*fd);
+                }
             }
         }
         for (k, pfd) in fds[5..5 + nclients].iter().enumerate() {

@@ -267,6 +267,42 @@ pub fn connect_running(root: &Path, container_id: &str, pid: i32) -> Result<(), 
     Ok(())
 }
 
+/// The embedded DNS server for a container whose network is user-defined (docker's default bridge has
+/// none): names of the containers on its networks, everything else forwarded to `--dns` or the host's
+/// resolvers.
+pub fn start_dns(
+    root: &Path,
+    container_id: &str,
+    pid: i32,
+    run: &crate::spec::RunOptions,
+) -> Result<Option<net::dns::Server>, EngineError> {
+    if !uses_embedded_dns(run) {
+        return Ok(None);
+    }
+    let upstream = if run.dns.is_empty() {
+        net::dns::nameservers(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default())
+    } else {
+        run.dns
+            .iter()
+            .filter_map(|d| d.parse::<std::net::IpAddr>().ok())
+            .map(|ip| std::net::SocketAddr::new(ip, 53))
+            .collect()
+    };
+    let netns = PathBuf::from(format!("/proc/{pid}/ns/net"));
+    let server = net::dns::Server::start(&netns, &store_path(root), container_id, upstream)
+        .map_err(|e| EngineError::Invalid(e.to_string()))?;
+    Ok(Some(server))
+}
+
+/// docker: containers on user-defined networks resolve through the embedded server.
+pub fn uses_embedded_dns(run: &crate::spec::RunOptions) -> bool {
+    run.network == crate::spec::NetworkMode::Bridge
+        && !matches!(
+            run.network_ref.as_deref(),
+            None | Some("bridge") | Some("default")
+        )
+}
+
 /// After the container's process is gone: its published ports stop forwarding, its veths go (the
 /// kernel removes them with the namespace; this catches a namespace someone still holds).
 pub fn disconnect_stopped(root: &Path, container_id: &str) {

@@ -7,6 +7,7 @@
 //! - `firewall`: NAT, isolation and published ports through nftables, in berth's own table only.
 
 mod command;
+pub mod dns;
 pub mod error;
 pub mod firewall;
 pub mod ipv4net;
