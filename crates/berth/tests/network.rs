@@ -536,3 +536,78 @@ fn names_and_aliases_resolve_on_a_user_network_and_the_rest_is_forwarded() {
     let resolv = e.ok(&["exec", "lone", "cat", "/etc/resolv.conf"]);
     assert!(!resolv.contains("127.0.0.11"), "{resolv}");
 }
+
+#[test]
+fn connect_and_disconnect_a_running_container() {
+    let e = env();
+    e.ok(&["network", "create", "--subnet", "10.81.0.0/24", "front"]);
+    e.ok(&["network", "create", "--subnet", "10.82.0.0/24", "back"]);
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "proxy",
+        "--network",
+        "front",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "api",
+        "--network",
+        "back",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    // Isolated networks: proxy cannot reach api yet.
+    let api = ip_of(&e, "api", "back");
+    let o = e.run(&["exec", "proxy", "ping", "-c", "1", "-W", "1", &api]);
+    assert!(!o.status.success(), "front reached back before connect");
+    e.ok(&[
+        "network",
+        "connect",
+        "--alias",
+        "gateway",
+        "--ip",
+        "10.82.0.100",
+        "back",
+        "proxy",
+    ]);
+    let addrs = e.ok(&["exec", "proxy", "ip", "-o", "-4", "addr"]);
+    assert!(
+        addrs.contains("eth1") && addrs.contains("10.82.0.100/24"),
+        "{addrs}"
+    );
+    e.ok(&["exec", "proxy", "ping", "-c", "1", "-W", "2", &api]);
+    // The new network's names resolve from both sides.
+    let out = e.ok(&["exec", "api", "busybox", "nslookup", "gateway"]);
+    assert!(out.contains("10.82.0.100"), "{out}");
+    assert_eq!(ip_of(&e, "proxy", "back"), "10.82.0.100");
+    for (args, want) in [
+        (
+            vec!["network", "connect", "back", "proxy"],
+            "already exists",
+        ),
+        (vec!["network", "connect", "nosuch", "proxy"], "nosuch"),
+        (
+            vec!["network", "disconnect", "front", "api"],
+            "not connected",
+        ),
+    ] {
+        let err = e.fails(&args);
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    e.ok(&["network", "disconnect", "back", "proxy"]);
+    let addrs = e.ok(&["exec", "proxy", "ip", "-o", "-4", "addr"]);
+    assert!(!addrs.contains("10.82.0.100"), "{addrs}");
+    assert_eq!(ip_of(&e, "proxy", "back"), "");
+    // A container without a bridge network cannot be connected.
+    e.ok(&["run", "-d", "--name", "lonely", "busybox", "sleep", "1000"]);
+    let err = e.fails(&["network", "connect", "front", "lonely"]);
+    assert!(err.contains("not on a bridge network"), "{err}");
+}

@@ -205,9 +205,13 @@ pub fn attach_at_create(
     })
 }
 
-/// The container's interface name on the host: "veth" + 7 hex of its id + the endpoint's index.
-fn host_if(container_id: &str, index: usize) -> String {
-    format!("veth{}{index}", &container_id[..7.min(container_id.len())])
+/// The host end of a container's veth on a network: "v" + 7 hex of the container's id + 7 of the
+/// network's (15 characters, IFNAMSIZ - 1), the same at every start and independent of the order of
+/// connects and disconnects.
+fn host_if(container_id: &str, network_id: &str) -> String {
+    let c = &container_id[..7.min(container_id.len())];
+    let n = &network_id[..7.min(network_id.len())];
+    format!("v{c}{n}")
 }
 
 fn fw_network(n: &Network) -> FwNetwork {
@@ -238,7 +242,7 @@ pub fn connect_running(root: &Path, container_id: &str, pid: i32) -> Result<(), 
     for (i, (network, lease)) in leases.iter().enumerate() {
         ensure_network(network)?;
         let ep = Endpoint {
-            host_if: host_if(container_id, i),
+            host_if: host_if(container_id, &network.id),
             container_if: format!("eth{i}"),
             mac: lease.mac.clone(),
             ip: lease.ip,
@@ -310,11 +314,83 @@ pub fn disconnect_stopped(root: &Path, container_id: &str) {
     let _ = firewall::unpublish(&host, container_id);
     if let Ok(store) = open_store(root) {
         if let Ok(leases) = store.leases_of(container_id) {
-            for i in 0..leases.len() {
-                let _ = link::detach(&host, &host_if(container_id, i));
+            for (network, _) in &leases {
+                let _ = link::detach(&host, &host_if(container_id, &network.id));
             }
         }
     }
+}
+
+/// `berth network connect`: a lease on one more network and, if the container runs, its interface there
+/// now (no default route: that stays with the first network).
+pub fn connect(
+    root: &Path,
+    container_id: &str,
+    name: &str,
+    pid: Option<i32>,
+    network: &str,
+    ip: Option<&str>,
+    aliases: &[String],
+) -> Result<Network, EngineError> {
+    let store = open_store(root)?;
+    let n = resolve(&store, network)?;
+    let existing = store.leases_of(container_id)?;
+    if existing.iter().any(|(x, _)| x.id == n.id) {
+        return Err(EngineError::Conflict(format!(
+            "endpoint with name {name} already exists in network {}",
+            n.name
+        )));
+    }
+    let mut names = vec![name.to_string()];
+    names.extend(aliases.iter().cloned());
+    names.push(container_id[..12.min(container_id.len())].to_string());
+    let ip =
+        match ip {
+            Some(s) => Some(s.parse::<Ipv4Addr>().map_err(|_| {
+                EngineError::Invalid(format!("invalid --ip {s:?}: an IPv4 address"))
+            })?),
+            None => None,
+        };
+    let lease = store.allocate(&n.id, container_id, ip, &names)?;
+    if let Some(pid) = pid {
+        let host = Netns::default();
+        let ep = Endpoint {
+            host_if: host_if(container_id, &n.id),
+            container_if: format!("eth{}", existing.len()),
+            mac: lease.mac.clone(),
+            ip: lease.ip,
+            prefix: n.subnet.prefix(),
+            gateway: None,
+        };
+        let netns = PathBuf::from(format!("/proc/{pid}/ns/net"));
+        if let Err(e) = ensure_network(&n)
+            .and_then(|_| link::attach(&host, &n.bridge, &netns, &ep).map_err(EngineError::from))
+        {
+            let _ = store.release(&n.id, container_id);
+            return Err(e);
+        }
+    }
+    Ok(n)
+}
+
+/// `berth network disconnect`: the lease goes, and the interface if the container runs.
+pub fn disconnect(root: &Path, container_id: &str, network: &str) -> Result<Network, EngineError> {
+    let store = open_store(root)?;
+    let n = resolve(&store, network)?;
+    if !store
+        .leases_of(container_id)?
+        .iter()
+        .any(|(x, _)| x.id == n.id)
+    {
+        return Err(EngineError::Conflict(format!(
+            "container {} is not connected to network {}",
+            &container_id[..12.min(container_id.len())],
+            n.name
+        )));
+    }
+    link::detach(&Netns::default(), &host_if(container_id, &n.id))?;
+    store.release(&n.id, container_id)?;
+    Ok(n)
 }
 
 /// At removal: everything the container held, in the kernel and in the records.
@@ -408,7 +484,7 @@ mod tests {
 
     #[test]
     fn host_interface_names_fit() {
-        assert_eq!(host_if("0123456789abcdef", 0), "veth01234560");
-        assert!(host_if("0123456789abcdef", 9).len() <= 15);
+        assert_eq!(host_if("0123456789abcdef", "fedcba9876"), "v0123456fedcba9");
+        assert_eq!(host_if("0123456789abcdef", "fedcba9876").len(), 15);
     }
 }

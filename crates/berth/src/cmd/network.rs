@@ -28,6 +28,31 @@ pub enum NetworkCommand {
     Rm(RmArgs),
     /// Remove all unused networks
     Prune(PruneArgs),
+    /// Connect a container to a network
+    Connect(ConnectArgs),
+    /// Disconnect a container from a network
+    Disconnect(DisconnectArgs),
+}
+
+#[derive(Args)]
+pub struct ConnectArgs {
+    /// IPv4 address (e.g., 172.30.100.104)
+    #[arg(long)]
+    ip: Option<String>,
+    /// Add network-scoped alias for the container
+    #[arg(long = "alias")]
+    alias: Vec<String>,
+    network: String,
+    container: String,
+}
+
+#[derive(Args)]
+pub struct DisconnectArgs {
+    /// Force the container to disconnect from a network
+    #[arg(short = 'f', long)]
+    force: bool,
+    network: String,
+    container: String,
 }
 
 #[derive(Args)]
@@ -92,6 +117,8 @@ pub fn run(ctx: &Ctx, c: NetworkCommand) -> Result<i32> {
         NetworkCommand::Inspect(a) => inspect(ctx, a),
         NetworkCommand::Rm(a) => rm(ctx, a),
         NetworkCommand::Prune(a) => prune(ctx, a),
+        NetworkCommand::Connect(a) => connect(ctx, a),
+        NetworkCommand::Disconnect(a) => disconnect(ctx, a),
     }
 }
 
@@ -328,4 +355,60 @@ fn prune(ctx: &Ctx, a: PruneArgs) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// The container and, if it runs, its process (whose namespace gets the interface).
+fn target(
+    ctx: &Ctx,
+    name: &str,
+) -> Result<std::result::Result<(engine::records::Container, Option<i32>), String>> {
+    let e = engine(ctx)?;
+    let c = match e.get(name) {
+        Ok(c) => c,
+        Err(err) => return Ok(Err(err.to_string())),
+    };
+    let mode = engine::container::settings_of(&c).run.network;
+    if mode != engine::spec::NetworkMode::Bridge {
+        return Ok(Err(format!(
+            "container {name} is not on a bridge network (--network {}): it cannot be connected to another",
+            engine::container::settings_of(&c).run.network_name()
+        )));
+    }
+    use engine::records::Status;
+    let pid = match c.status {
+        Status::Running | Status::Paused => c.pid.map(|p| p as i32),
+        _ => None,
+    };
+    Ok(Ok((c, pid)))
+}
+
+fn connect(ctx: &Ctx, a: ConnectArgs) -> Result<i32> {
+    let (c, pid) = match target(ctx, &a.container)? {
+        Ok(t) => t,
+        Err(msg) => return Ok(daemon_error(msg)),
+    };
+    match engine::network::connect(
+        &ctx.root,
+        &c.id,
+        &c.name,
+        pid,
+        &a.network,
+        a.ip.as_deref(),
+        &a.alias,
+    ) {
+        Ok(_) => Ok(0),
+        Err(e) => Ok(daemon_error(e)),
+    }
+}
+
+fn disconnect(ctx: &Ctx, a: DisconnectArgs) -> Result<i32> {
+    let _ = a.force;
+    let (c, _) = match target(ctx, &a.container)? {
+        Ok(t) => t,
+        Err(msg) => return Ok(daemon_error(msg)),
+    };
+    match engine::network::disconnect(&ctx.root, &c.id, &a.network) {
+        Ok(_) => Ok(0),
+        Err(e) => Ok(daemon_error(e)),
+    }
 }
