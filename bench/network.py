@@ -152,11 +152,17 @@ class Bench:
 
 
 def iperf(args):
-    p = subprocess.run(args + ["-t", str(SECS), "-J"], capture_output=True, text=True)
-    try:
-        j = json.loads(p.stdout)
-    except ValueError:
-        raise RuntimeError(f"{args}: rc {p.returncode}: {p.stdout[-500:]} {p.stderr[-500:]}")
+    # Under load the server may still be closing the previous test ("the server is busy running a test"):
+    # retry that for up to 10 s.
+    for attempt in range(20):
+        p = subprocess.run(args + ["-t", str(SECS), "-J"], capture_output=True, text=True)
+        try:
+            j = json.loads(p.stdout)
+        except ValueError:
+            raise RuntimeError(f"{args}: rc {p.returncode}: {p.stdout[-500:]} {p.stderr[-500:]}")
+        if "busy" not in j.get("error", ""):
+            break
+        time.sleep(0.5)
     if "error" in j:
         raise RuntimeError(f"{args}: {j['error']}")
     return j["end"]["sum_received"]["bits_per_second"] / 1e9, j["end"]["sum_sent"].get("retransmits", 0)

@@ -59,8 +59,8 @@ done
 nsenter --net="/proc/$holder/ns/net" -- ip link set lo up
 echo "# $(date -u +%FT%TZ) $(uname -srm), $(nproc) CPUs; $(iperf3 --version | head -1);" \
      "docker.io $(dpkg-query -W -f '${Version}' docker.io 2>/dev/null || echo 'not installed'); netns $ns" >&2
-HOST_NETNS="$host_ns" nsenter --net="/proc/$holder/ns/net" -- python3 "$here/network.py"
-rc=$?
+rc=0
+HOST_NETNS="$host_ns" nsenter --net="/proc/$holder/ns/net" -- python3 "$here/network.py" || rc=$?
 cleanup
 trap - EXIT
 echo "# host namespace afterwards: links: $(ip -o link | awk -F': ' '{printf "%s ", $2}')| nft rules: $(nft list ruleset | wc -l) lines" >&2

@@ -203,7 +203,7 @@ fn sha256_hex(data: &[u8]) -> String {
 
 #[test]
 fn add_fetches_urls() {
-    let env = Env::new();
+    let env = Env::host_network();
     env.load_busybox();
     let content = Arc::new(Mutex::new(b"downloaded\n".to_vec()));
     let addr = serve(content.clone());
@@ -219,7 +219,9 @@ fn add_fetches_urls() {
     );
     let o = build(&env, c, &["-t", "fetched:1"]);
     assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
-    let sh = |img: &str, script: &str| env.ok(&["run", "--rm", img, "sh", "-c", script]);
+    let sh = |img: &str, script: &str| {
+        env.ok(&["run", "--rm", "--network", "none", img, "sh", "-c", script])
+    };
     assert_eq!(
         sh(
             "fetched:1",

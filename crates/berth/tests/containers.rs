@@ -787,7 +787,15 @@ fn init_network_modes_and_other_runtimes() {
     let out = env.ok(&["run", "--rm", "--init", "busybox", "cat", "/proc/1/cmdline"]);
     assert!(out.starts_with("/sbin/docker-init\0--\0cat"), "{out:?}");
     // none: only lo, and it is up.
-    let out = env.ok(&["run", "--rm", "busybox", "cat", "/proc/net/dev"]);
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "cat",
+        "/proc/net/dev",
+    ]);
     let ifaces: Vec<&str> = out
         .lines()
         .skip(2)

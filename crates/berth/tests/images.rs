@@ -19,7 +19,7 @@ fn json_lines(s: &str) -> Vec<Value> {
 fn pull_lists_inspects_and_is_up_to_date_the_second_time() {
     let reg = Registry::start();
     let w = push(&reg, "test/busybox:1.0", busybox_image().env(["FOO=bar"]));
-    let env = Env::new();
+    let env = Env::host_network();
     let name = format!("{}/test/busybox:1.0", reg.addr);
     let out = env.ok(&["pull", &name]);
     assert!(out.contains("1.0: Pulling from test/busybox"), "{out}");
@@ -96,7 +96,7 @@ fn pull_lists_inspects_and_is_up_to_date_the_second_time() {
 fn pull_by_digest_and_default_tag() {
     let reg = Registry::start();
     let w = push(&reg, "lib/bb:latest", busybox_image());
-    let env = Env::new();
+    let env = Env::host_network();
     let out = env.ok(&["pull", &format!("{}/lib/bb", reg.addr)]);
     assert!(out.starts_with("Using default tag: latest\n"), "{out}");
     let by_digest = format!("{}/lib/bb@{}", reg.addr, w.manifest_digest);
@@ -216,7 +216,7 @@ fn xattr_get(p: &Path, name: &str) -> Option<Vec<u8>> {
 fn overlay_rootfs_applies_whiteouts_opaque_dirs_and_metadata() {
     let reg = Registry::start();
     push(&reg, "test/layered:1", layered_image());
-    let env = Env::new();
+    let env = Env::host_network();
     let name = format!("{}/test/layered:1", reg.addr);
     env.ok(&["pull", &name]);
     let dir = mount(&env, &name);
@@ -236,7 +236,7 @@ fn overlay_rootfs_applies_whiteouts_opaque_dirs_and_metadata() {
 fn vfs_driver_copies_the_same_tree() {
     let reg = Registry::start();
     push(&reg, "test/layered:1", layered_image());
-    let env = Env::with_driver("vfs");
+    let env = Env::with_driver("vfs").in_host_network();
     let name = format!("{}/test/layered:1", reg.addr);
     env.ok(&["pull", &name]);
     let dir = mount(&env, &name);
@@ -250,7 +250,7 @@ fn vfs_driver_copies_the_same_tree() {
 fn a_hundred_layers_mount() {
     let reg = Registry::start();
     push(&reg, "test/deep:1", deep_image(100));
-    let env = Env::new();
+    let env = Env::host_network();
     let name = format!("{}/test/deep:1", reg.addr);
     env.ok(&["pull", &name]);
     assert_eq!(env.snapshots().len(), 101);
@@ -282,20 +282,20 @@ fn platform_is_chosen_from_an_index() {
         ],
     );
     layout.push("multi", &reg.addr, "test/multi:1");
-    let env = Env::new();
+    let env = Env::host_network();
     let name = format!("{}/test/multi:1", reg.addr);
     let out = env.ok(&["pull", &name]);
     assert!(out.contains(&format!("Digest: {index_digest}")), "{out}");
     let i: Value = serde_json::from_str(&env.ok(&["image", "inspect", &name])).unwrap();
     assert_eq!(i[0]["Id"], written[0].config_digest.as_str());
 
-    let arm = Env::new();
+    let arm = Env::host_network();
     arm.ok(&["pull", "--platform", "linux/arm/v7", &name]);
     let i: Value = serde_json::from_str(&arm.ok(&["image", "inspect", &name])).unwrap();
     assert_eq!(i[0]["Id"], written[2].config_digest.as_str());
     assert_eq!(i[0]["Architecture"], "arm");
 
-    let none = Env::new();
+    let none = Env::host_network();
     let err = none.fails(&["pull", "--platform", "linux/s390x", &name]);
     assert!(
         err.contains("no matching manifest for linux/s390x"),
@@ -326,7 +326,7 @@ fn docker_media_types_and_uncompressed_layers() {
             ))
             .docker_media_types(),
     );
-    let env = Env::new();
+    let env = Env::host_network();
     let name = format!("{}/test/docker:1", reg.addr);
     env.ok(&["pull", &name]);
     let dir = mount(&env, &name);
@@ -364,7 +364,7 @@ fn corrupt_blob_is_refused_and_nothing_is_stored() {
     let n = bytes.len();
     bytes[n / 2] ^= 0xff;
     std::fs::write(&blob, bytes).unwrap();
-    let env = Env::new();
+    let env = Env::host_network();
     let err = env.fails(&["pull", &format!("{}/test/corrupt:1", reg.addr)]);
     assert!(err.contains(&w.layer_digests[0]), "{err}");
     assert!(
@@ -424,7 +424,7 @@ fn unsafe_layers_are_refused_with_the_entry_name() {
             &format!("test/evil:{tag}"),
             busybox_image().layer(Layer::new(entries, Compression::Gzip)),
         );
-        let env = Env::new();
+        let env = Env::host_network();
         let err = env.fails(&["pull", &format!("{}/test/evil:{tag}", reg.addr)]);
         assert!(err.contains(needle), "{tag}: {err}");
         assert!(
@@ -453,7 +453,7 @@ fn truncated_gzip_and_unknown_media_type_are_refused() {
         "test/truncated:1",
         busybox_image().layer(Layer::raw_blob(cut, Compression::Gzip)),
     );
-    let env = Env::new();
+    let env = Env::host_network();
     let err = env.fails(&["pull", &format!("{}/test/truncated:1", reg.addr)]);
     assert!(err.contains("layer sha256:"), "{err}");
     assert_nothing_stored(&env);
@@ -474,7 +474,7 @@ fn truncated_gzip_and_unknown_media_type_are_refused() {
 #[test]
 fn unknown_image_and_bad_references() {
     let reg = Registry::start();
-    let env = Env::new();
+    let env = Env::host_network();
     let err = env.fails(&["pull", &format!("{}/nope/nothing:1", reg.addr)]);
     assert!(
         err.contains("nope/nothing") && err.contains("unknown"),
@@ -506,7 +506,7 @@ fn tag_rmi_and_prune_collect_blobs_and_snapshots() {
             Compression::Gzip,
         )),
     );
-    let env = Env::new();
+    let env = Env::host_network();
     let a = format!("{}/test/a:1", reg.addr);
     let b = format!("{}/test/b:1", reg.addr);
     env.ok(&["pull", &a]);
@@ -572,13 +572,13 @@ fn tag_rmi_and_prune_collect_blobs_and_snapshots() {
 fn save_and_load_round_trip_and_docker_archives_load() {
     let reg = Registry::start();
     let w = push(&reg, "test/saved:1", layered_image());
-    let env = Env::new();
+    let env = Env::host_network();
     let name = format!("{}/test/saved:1", reg.addr);
     env.ok(&["pull", &name]);
     let tmp = tempfile::tempdir().unwrap();
     let archive = tmp.path().join("saved.tar");
     env.ok(&["save", "-o", archive.to_str().unwrap(), &name]);
-    let other = Env::new();
+    let other = Env::host_network();
     let out = other.ok(&["load", "-i", archive.to_str().unwrap()]);
     assert_eq!(out.trim(), format!("Loaded image: {name}"));
     let i: Value = serde_json::from_str(&other.ok(&["image", "inspect", &name])).unwrap();
@@ -592,7 +592,7 @@ fn save_and_load_round_trip_and_docker_archives_load() {
     let w2 = layout.add("t", busybox_image().cmd(["echo", "hi"]));
     let docker_tar = tmp.path().join("docker.tar");
     layout.to_docker_archive("t", &docker_tar, "example.com/app:2");
-    let third = Env::new();
+    let third = Env::host_network();
     let out = third.ok(&["load", "-i", docker_tar.to_str().unwrap()]);
     assert_eq!(out.trim(), "Loaded image: example.com/app:2");
     let i: Value =
@@ -603,7 +603,7 @@ fn save_and_load_round_trip_and_docker_archives_load() {
     // An OCI layout in a tar, loaded through stdin.
     let oci_tar = tmp.path().join("oci.tar");
     layout.to_oci_archive("t", &oci_tar);
-    let fourth = Env::new();
+    let fourth = Env::host_network();
     let o = output_with_input(
         fourth.cmd().arg("load"),
         Some(&std::fs::read(&oci_tar).unwrap()),
@@ -621,7 +621,7 @@ fn save_and_load_round_trip_and_docker_archives_load() {
         b"this is not a tar archive at all, not even close............",
     )
     .unwrap();
-    let fifth = Env::new();
+    let fifth = Env::host_network();
     let err = fifth.fails(&["load", "-i", junk.to_str().unwrap()]);
     assert!(err.contains("junk.tar"), "{err}");
     assert_nothing_stored(&fifth);
@@ -633,7 +633,7 @@ fn login_logout_and_wrong_credentials() {
     let layout = Layout::new();
     layout.add("t", busybox_image());
     layout.push_with_creds("t", &reg.addr, "private/app:1", "alice:s3cret");
-    let env = Env::new();
+    let env = Env::host_network();
     let name = format!("{}/private/app:1", reg.addr);
     let err = env.fails(&["pull", &name]);
     assert!(
@@ -681,7 +681,7 @@ fn login_logout_and_wrong_credentials() {
 fn concurrent_pulls_share_one_snapshot_per_layer() {
     let reg = Registry::start();
     push(&reg, "test/par:1", layered_image());
-    let env = Env::new();
+    let env = Env::host_network();
     let name = format!("{}/test/par:1", reg.addr);
     let children: Vec<_> = (0..4)
         .map(|_| {
@@ -732,7 +732,7 @@ fn a_pull_killed_midway_leaves_a_store_the_next_pull_repairs() {
             Compression::None,
         )),
     );
-    let env = Env::new();
+    let env = Env::host_network();
     let name = format!("{}/test/big:1", reg.addr);
     let mut child = env
         .cmd()

@@ -24,7 +24,7 @@ fn push_to_another_registry_and_pull_back_identically() {
             Compression::Zstd,
         )),
     );
-    let env = Env::new();
+    let env = Env::host_network();
     let src = format!("{}/src/app:1", a.addr);
     env.ok(&["pull", &src]);
     let dest = format!("{}/dst/app:2", b.addr);
@@ -46,7 +46,7 @@ fn push_to_another_registry_and_pull_back_identically() {
         "{out}"
     );
 
-    let other = Env::new();
+    let other = Env::host_network();
     other.ok(&["pull", &dest]);
     let i = inspect(&other, &dest);
     assert_eq!(i["Id"], w.config_digest.as_str());
@@ -70,7 +70,7 @@ fn push_to_another_registry_and_pull_back_identically() {
 #[test]
 fn push_errors_are_clear() {
     let reg = Registry::start_with_auth("alice", "s3cret");
-    let env = Env::new();
+    let env = Env::host_network();
     let err = env.fails(&["push", "nothing:here"]);
     assert!(err.contains("No such image: nothing:here"), "{err}");
     // An image in the store, a registry that wants credentials we do not have.

@@ -170,7 +170,7 @@ fn berth_push_and_pull_through_both_registries_give_the_same_digests() {
     let srv = Server::start(&[]);
     let peer = Registry::start();
     let w = push(&peer, "orig/app:1", busybox_image().env(["A=1"]));
-    let env = Env::new();
+    let env = Env::host_network();
     let src = format!("{}/orig/app:1", peer.addr);
     env.ok(&["pull", &src]);
     let mine = format!("{}/copy/app:1", srv.addr);
@@ -179,7 +179,7 @@ fn berth_push_and_pull_through_both_registries_give_the_same_digests() {
         out.contains(&format!("1: digest: {}", w.manifest_digest)),
         "{out}"
     );
-    let other = Env::new();
+    let other = Env::host_network();
     other.ok(&["pull", &mine]);
     let i: Value = serde_json::from_str(&other.ok(&["image", "inspect", &mine])).unwrap();
     assert_eq!(i[0]["Id"], w.config_digest.as_str());
@@ -249,7 +249,7 @@ fn a_killed_server_keeps_what_was_pushed_and_nothing_partial() {
     srv.signal(libc::SIGKILL);
     srv.restart();
     // What was pushed before still pulls; the half upload is no blob.
-    let env = Env::new();
+    let env = Env::host_network();
     env.ok(&["pull", &format!("{}/keep/app:1", srv.addr)]);
     let blobs = common::list(&srv.root.path().join("blobs/sha256"));
     let half = berth_testsupport::images::sha256_digest(&chunk);

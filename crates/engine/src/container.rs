@@ -12,7 +12,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use image::snapshot::Driver;
 use image::{Store, StoreError};
@@ -957,25 +957,36 @@ impl Engine {
     /// `rm -f` when the container's lock stays held after SIGKILL: a monitor of this very container that does
     /// not let go is killed (the repair below takes over its duties); anything else holding the lock is named.
     fn unstick(&mut self, c: &Container, paths: &Paths) -> Result<Lock, EngineError> {
-        let holders = lock::holders(&paths.lock());
-        let mut others = Vec::new();
-        for pid in &holders {
-            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-            let is_monitor =
-                args.iter().any(|a| *a == b"container-monitor") && args.contains(&c.id.as_bytes());
-            if is_monitor {
-                // SAFETY: kill of the monitor process of this container, identified by its command line.
-                unsafe { libc::kill(*pid, libc::SIGKILL) };
-            } else {
-                others.push(pid.to_string());
+        // /proc/locks names the process that took the flock; a monitor holds it through the descriptor its
+        // CLI handed down, so when that CLI is gone (killed mid `run`) the monitor is found in the record.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut holders;
+        loop {
+            holders = lock::holders(&paths.lock());
+            let mut candidates = holders.clone();
+            if let Some(m) = self.records.get(&c.id).ok().and_then(|r| r.monitor_pid) {
+                candidates.push(m as i32);
             }
-        }
-        if others.is_empty() {
-            if let Some(l) = Lock::take_within(&paths.lock(), Duration::from_secs(5))
+            let mut others = false;
+            for pid in &candidates {
+                let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+                let is_monitor = args.iter().any(|a| *a == b"container-monitor")
+                    && args.contains(&c.id.as_bytes());
+                if is_monitor {
+                    // SAFETY: kill of the monitor process of this container, identified by its command line.
+                    unsafe { libc::kill(*pid, libc::SIGKILL) };
+                } else if !cmdline.is_empty() {
+                    others = true;
+                }
+            }
+            if let Some(l) = Lock::take_within(&paths.lock(), Duration::from_millis(500))
                 .map_err(io_err("lock", &paths.lock()))?
             {
                 return Ok(l);
+            }
+            if others || Instant::now() >= deadline {
+                break;
             }
         }
         Err(EngineError::Conflict(format!(
@@ -984,7 +995,11 @@ impl Engine {
             paths.lock().display(),
             holders
                 .iter()
-                .map(|p| p.to_string())
+                .map(|p| {
+                    let cmd = fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+                    let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                    format!("{p} ({})", cmd.trim())
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         )))

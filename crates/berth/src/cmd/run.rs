@@ -91,8 +91,8 @@ pub struct CreateFlags {
     /// Run an init inside the container that forwards signals and reaps processes
     #[arg(long)]
     init: bool,
-    /// Connect a container to a network (none, host, bridge, NAME, container:NAME|ID)
-    #[arg(long, alias = "net", default_value = "none")]
+    /// Connect a container to a network (bridge, none, host, NAME, container:NAME|ID)
+    #[arg(long, alias = "net", default_value = "bridge")]
     network: String,
     /// Publish a container's port(s) to the host ([IP:][HOST_PORT:]CONTAINER_PORT[/PROTO])
     #[arg(short = 'p', long = "publish")]

@@ -88,13 +88,27 @@ impl Env {
                 .tempdir()
                 .expect("tempdir"),
             driver,
-            netns: None,
+            // bridge is the default network: every test's berth runs in a namespace of the test's own, so
+            // no bridge, veth or firewall rule ever reaches the machine's.
+            netns: Some(NetnsHolder::new()),
         }
     }
 
-    /// berth runs in a network namespace of the test's own (bridges, veths and firewall rules stay there).
-    pub fn with_netns(mut self) -> Env {
-        self.netns = Some(NetnsHolder::new());
+    /// berth in the test's own network namespace instead: for a test that serves something on the host's
+    /// 127.0.0.1 to berth itself (an ADD URL) and runs no bridge-networked container.
+    pub fn host_network() -> Env {
+        Env::new().in_host_network()
+    }
+
+    /// As [`Env::host_network`], for any driver: for tests that talk to a registry on the host's 127.0.0.1
+    /// and run no container.
+    pub fn in_host_network(mut self) -> Env {
+        self.netns = None;
+        self
+    }
+
+    /// (Every Env has its network namespace; kept for the network tests' readability.)
+    pub fn with_netns(self) -> Env {
         self
     }
 
@@ -125,6 +139,15 @@ impl Env {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
+        // In the machine's own network namespace a container on the default bridge network would put a
+        // bridge and firewall rules there: such a test must say which network it wants.
+        if self.netns.is_none() && matches!(args.first(), Some(&"run") | Some(&"create")) {
+            assert!(
+                args.iter()
+                    .any(|a| *a == "--network" || a.starts_with("--network=")),
+                "berth {args:?} from a host-network Env needs an explicit --network"
+            );
+        }
         output_via_files(self.cmd().args(args))
     }
 
