@@ -36,9 +36,10 @@ berth push "$addr/demo/hello:1"
 berth rmi hello:1 "$addr/demo/hello:1"
 berth pull "$addr/demo/hello:1"
 
-# Run: in the foreground, then detached with logs, stop and rm.
-berth run --rm --hostname demo "$addr/demo/hello:1"
-id=$(berth run -d --name ticker --memory 64m "$addr/demo/hello:1" sh -c 'for i in 1 2 3; do echo tick $i; sleep 0.3; done; sleep 300')
+# Run: in the foreground, then detached with logs, stop and rm. --network none: the default bridge network
+# would add a bridge (berth0) and nftables rules to this machine, which a demo should not leave behind.
+berth run --rm --network none --hostname demo "$addr/demo/hello:1"
+id=$(berth run -d --network none --name ticker --memory 64m "$addr/demo/hello:1" sh -c 'for i in 1 2 3; do echo tick $i; sleep 0.3; done; sleep 300')
 sleep 1.2
 berth ps
 berth logs ticker

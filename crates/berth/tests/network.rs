@@ -607,7 +607,17 @@ fn connect_and_disconnect_a_running_container() {
     assert!(!addrs.contains("10.82.0.100"), "{addrs}");
     assert_eq!(ip_of(&e, "proxy", "back"), "");
     // A container without a bridge network cannot be connected.
-    e.ok(&["run", "-d", "--name", "lonely", "busybox", "sleep", "1000"]);
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "lonely",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
     let err = e.fails(&["network", "connect", "front", "lonely"]);
     assert!(err.contains("not on a bridge network"), "{err}");
 }

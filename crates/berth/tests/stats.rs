@@ -30,7 +30,17 @@ fn stats_shows_dockers_columns_and_the_memory_limit() {
     let env = Env::new();
     env.load_busybox();
     let id = env.ok(&[
-        "run", "-d", "--name", "st1", "--memory", "64m", "busybox", "sleep", "300",
+        "run",
+        "-d",
+        "--name",
+        "st1",
+        "--network",
+        "none",
+        "--memory",
+        "64m",
+        "busybox",
+        "sleep",
+        "300",
     ]);
     let id = id.trim();
     let out = env.ok(&["stats", "--no-stream", "st1"]);

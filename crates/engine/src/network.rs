@@ -398,7 +398,8 @@ pub fn release(root: &Path, container_id: &str) -> Result<(), EngineError> {
     if !store_path(root).exists() {
         return Ok(());
     }
-    disconnect_stopped(root, container_id);
+    // The kernel side went when the container stopped (its monitor, or the repair of a dead monitor, took
+    // it down): only the records are left.
     let store = open_store(root)?;
     store.release_all(container_id)?;
     Ok(())
