@@ -15,10 +15,14 @@ Containers (both on benchnet, both with -v /usr:/usr:ro):
 Hand-made baseline: two more `unshare --net sleep infinity` holders A and B (children of this process), one
 veth pair `ip link add vA type veth peer name vB` moved into them, 10.88.0.1/24 in A and 10.88.0.2/24 in B,
 links and lo up; `iperf3 -s` in A (nsenter --net). No bridge, no nftables, no container around iperf3.
+Second baseline, berth's topology without berth: holders C and D, a bridge hb0 here, one veth pair from it
+into each (10.66.0.1/24 in C, .2 in D), `iperf3 -s` in C. berth / this = berth's own cost (its nftables
+rules, the container around iperf3); this / the veth pair = the kernel bridge's.
 
-(1) container -> container, ROUNDS rounds, the order of the two paths alternating from round to round:
-  bridge  berth exec cli iperf3 -c SRV_IP -t SECS -J
-  veth    nsenter --net=/proc/B/ns/net iperf3 -c 10.88.0.1 -t SECS -J
+(1) container -> container, ROUNDS rounds, the order of the three paths rotating from round to round:
+  bridge       berth exec cli iperf3 -c SRV_IP -t SECS -J
+  veth         nsenter --net=/proc/B/ns/net iperf3 -c 10.88.0.1 -t SECS -J
+  hand bridge  nsenter --net=/proc/D/ns/net iperf3 -c 10.66.0.1 -t SECS -J
 (2) host -> container (the client runs in this namespace, no container), ROUNDS rounds, order rotating:
   published   iperf3 -c 127.0.0.1 -p 15201 -t SECS -J    (berth's nftables DNAT, OUTPUT chain)
   direct      iperf3 -c SRV_IP -p 5201 -t SECS -J        (routed to the bridge, no NAT)
@@ -106,6 +110,7 @@ class Bench:
         self.work = work
         self.root = os.path.join(work, "berth")
         self.procs = []        # Popen of our own helpers (holders, iperf3 -s, docker-proxy)
+        self.holders = []
         self.containers = []
 
     def berth(self, *args, check=True):
@@ -132,6 +137,7 @@ class Bench:
                 raise RuntimeError("child holder did not unshare")
             time.sleep(0.005)
         self.ns(p, "ip", "link", "set", "lo", "up")
+        self.holders.append(p)
         return p
 
     def ns(self, p, *args, check=True):
@@ -224,6 +230,19 @@ def main():
         b.spawn(["nsenter", f"--net=/proc/{a.pid}/ns/net", "--", "iperf3", "-s"])
         wait_port(["nsenter", f"--net=/proc/{bb.pid}/ns/net", "--"], "10.88.0.1", 5201)
 
+        # Hand-made, berth's topology without berth: C <-veth-> bridge hb0 <-veth-> D (no nftables rules of
+        # berth's), so bridge-vs-this is berth's own cost and this-vs-veth the bridge's.
+        c, d = b.holder(), b.holder()
+        sh(["ip", "link", "add", "hb0", "type", "bridge"])
+        sh(["ip", "link", "set", "hb0", "up"])
+        for p, host_if, peer, addr in [(c, "hC", "pC", "10.66.0.1/24"), (d, "hD", "pD", "10.66.0.2/24")]:
+            sh(["ip", "link", "add", host_if, "master", "hb0", "up", "type", "veth", "peer", "name", peer])
+            sh(["ip", "link", "set", peer, "netns", str(p.pid)])
+            b.ns(p, "ip", "addr", "add", addr, "dev", peer)
+            b.ns(p, "ip", "link", "set", peer, "up")
+        b.spawn(["nsenter", f"--net=/proc/{c.pid}/ns/net", "--", "iperf3", "-s"])
+        wait_port(["nsenter", f"--net=/proc/{d.pid}/ns/net", "--"], "10.66.0.1", 5201)
+
         # docker-proxy, if it runs.
         proxy_note = None
         if os.access(PROXY, os.X_OK):
@@ -243,12 +262,15 @@ def main():
             log("# " + proxy_note)
 
         # (1) container -> container
-        c2c = {"berth bridge (exec in container)": [], "hand-made veth pair": []}
+        c2c = {"berth bridge (exec in container)": [], "hand-made veth pair": [],
+               "hand-made bridge + 2 veth pairs": []}
         r1 = {k: [] for k in c2c}
         paths = [("berth bridge (exec in container)", [BERTH, "--root", b.root, "exec", cli, "iperf3", "-c", ip]),
-                 ("hand-made veth pair", ["nsenter", f"--net=/proc/{bb.pid}/ns/net", "--", "iperf3", "-c", "10.88.0.1"])]
+                 ("hand-made veth pair", ["nsenter", f"--net=/proc/{bb.pid}/ns/net", "--", "iperf3", "-c", "10.88.0.1"]),
+                 ("hand-made bridge + 2 veth pairs",
+                  ["nsenter", f"--net=/proc/{d.pid}/ns/net", "--", "iperf3", "-c", "10.66.0.1"])]
         for r in range(ROUNDS):
-            for name, args in (paths if r % 2 == 0 else paths[::-1]):
+            for name, args in paths[r % 3:] + paths[:r % 3]:
                 g, rt = iperf(args)
                 c2c[name].append(g)
                 r1[name].append(rt)
@@ -276,7 +298,7 @@ def main():
         for c in list(b.containers):
             b.berth("rm", "-f", c)
             b.containers.remove(c)
-        for p in b.procs[2:]:   # iperf3 -s in A, docker-proxy (the holders stay until the end)
+        for p in [p for p in b.procs if p not in b.holders]:   # iperf3 -s servers, docker-proxy
             p.terminate()
             p.wait()
 
@@ -302,7 +324,10 @@ def main():
               f"(+{WARMUP} warm-up); br_netfilter loaded: {br_nf}\n")
         print("(1) container -> container, Gbit/s\n")
         print(table(list(c2c.items()), "Gbit/s"))
-        k0, k1 = list(c2c)
+        k0, k1, k2 = list(c2c)
+        print(f"\nberth bridge / hand-made bridge: **{med(c2c[k0]) / med(c2c[k2]):.3f}** (medians), "
+              f"**{med([x / y for x, y in zip(c2c[k0], c2c[k2])]):.3f}** paired; hand-made bridge / veth: "
+              f"{med(c2c[k2]) / med(c2c[k1]):.3f}.")
         print(f"\nbridge / veth: **{med(c2c[k0]) / med(c2c[k1]):.3f}** (medians), "
               f"**{med([x / y for x, y in zip(c2c[k0], c2c[k1])]):.3f}** paired. Retransmits (median): "
               + ", ".join(f"{k} {med(v):.0f}" for k, v in r1.items()) + "\n")
