@@ -139,6 +139,21 @@ pub fn open_store(root: &Path) -> Result<Store, EngineError> {
     Ok(Store::open(&store_path(root))?)
 }
 
+/// The store for reading, if any network was ever used here (readers must not create it).
+pub fn existing_store(root: &Path) -> Option<Store> {
+    if !store_path(root).exists() {
+        return None;
+    }
+    open_store(root).ok()
+}
+
+/// The host ports a container holds (none without bridge networking).
+pub fn ports_of(store: Option<&Store>, container_id: &str) -> Vec<PortBinding> {
+    store
+        .and_then(|s| s.ports_of(container_id).ok())
+        .unwrap_or_default()
+}
+
 /// The network a `--network` word names: "bridge" is docker's default network, made on first use.
 pub fn resolve(store: &Store, name: &str) -> Result<Network, EngineError> {
     if name == "bridge" {

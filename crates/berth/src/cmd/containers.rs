@@ -410,6 +410,7 @@ pub fn ps(ctx: &Ctx, a: PsArgs) -> Result<i32> {
         }
         return Ok(0);
     }
+    let net_store = engine::network::existing_store(&ctx.root);
     let objects: Vec<Value> = keep
         .iter()
         .map(|c| {
@@ -429,7 +430,7 @@ pub fn ps(ctx: &Ctx, a: PsArgs) -> Result<i32> {
                 "Command": format!("\"{cmd}\""),
                 "CreatedAt": crate::output::format_utc(c.created_at / 1_000_000_000),
                 "RunningFor": format!("{} ago", human_duration(now - c.created_at / 1_000_000_000)),
-                "Ports": ports_text(&ctx.root, &c.id),
+                "Ports": ports_text(net_store.as_ref(), &c.id),
                 "State": c.status.as_str(),
                 "Status": status_text(c, now),
                 "Size": "0B",
@@ -678,36 +679,36 @@ fn network_settings(root: &std::path::Path, id: &str) -> Value {
     let mut ports = serde_json::Map::new();
     let mut networks = serde_json::Map::new();
     let mut first = json!({"IPAddress": "", "Gateway": "", "MacAddress": "", "IPPrefixLen": 0});
-    if engine::network::store_path(root).exists() {
-        if let Ok(store) = engine::network::open_store(root) {
-            for p in store.ports_of(id).unwrap_or_default() {
-                let key = format!("{}/{}", p.container_port, p.proto);
-                let entry = ports.entry(key).or_insert_with(|| json!([]));
-                if let Some(a) = entry.as_array_mut() {
-                    a.push(json!({"HostIp": p.host_ip.to_string(), "HostPort": p.host_port.to_string()}));
-                }
+    if let Some(store) = engine::network::existing_store(root) {
+        for p in store.ports_of(id).unwrap_or_default() {
+            let key = format!("{}/{}", p.container_port, p.proto);
+            let entry = ports.entry(key).or_insert_with(|| json!([]));
+            if let Some(a) = entry.as_array_mut() {
+                a.push(
+                    json!({"HostIp": p.host_ip.to_string(), "HostPort": p.host_port.to_string()}),
+                );
             }
-            for (i, (n, l)) in store
-                .leases_of(id)
-                .unwrap_or_default()
-                .into_iter()
-                .enumerate()
-            {
-                let v = json!({
-                    "NetworkID": n.id,
-                    "EndpointID": id,
-                    "Gateway": n.gateway.to_string(),
-                    "IPAddress": l.ip.to_string(),
-                    "IPPrefixLen": n.subnet.prefix(),
-                    "MacAddress": l.mac,
-                    "Aliases": l.names,
-                });
-                if i == 0 {
-                    first = json!({"IPAddress": v["IPAddress"], "Gateway": v["Gateway"],
-                        "MacAddress": v["MacAddress"], "IPPrefixLen": v["IPPrefixLen"]});
-                }
-                networks.insert(n.name.clone(), v);
+        }
+        for (i, (n, l)) in store
+            .leases_of(id)
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
+            let v = json!({
+                "NetworkID": n.id,
+                "EndpointID": id,
+                "Gateway": n.gateway.to_string(),
+                "IPAddress": l.ip.to_string(),
+                "IPPrefixLen": n.subnet.prefix(),
+                "MacAddress": l.mac,
+                "Aliases": l.names,
+            });
+            if i == 0 {
+                first = json!({"IPAddress": v["IPAddress"], "Gateway": v["Gateway"],
+                    "MacAddress": v["MacAddress"], "IPPrefixLen": v["IPPrefixLen"]});
             }
+            networks.insert(n.name.clone(), v);
         }
     }
     let mut v = json!({"Ports": ports, "Networks": networks});
@@ -756,7 +757,8 @@ pub fn port(ctx: &Ctx, a: ContainersArgs) -> Result<i32> {
     let c = e.get(name)?;
     let mut out = std::io::stdout().lock();
     let mut found = false;
-    for p in published(ctx, &c.id) {
+    let store = engine::network::existing_store(&ctx.root);
+    for p in engine::network::ports_of(store.as_ref(), &c.id) {
         let key = format!("{}/{}", p.container_port, p.proto);
         let wanted = match &filter {
             None => true,
@@ -781,13 +783,8 @@ pub fn port(ctx: &Ctx, a: ContainersArgs) -> Result<i32> {
 }
 
 /// ps's PORTS column: "0.0.0.0:8080->80/tcp, ...".
-fn ports_text(root: &std::path::Path, id: &str) -> String {
-    if !engine::network::store_path(root).exists() {
-        return String::new();
-    }
-    engine::network::open_store(root)
-        .and_then(|s| Ok(s.ports_of(id)?))
-        .unwrap_or_default()
+fn ports_text(store: Option<&net::store::Store>, id: &str) -> String {
+    engine::network::ports_of(store, id)
         .iter()
         .map(|p| {
             format!(
@@ -797,14 +794,4 @@ fn ports_text(root: &std::path::Path, id: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// The host ports a container holds (none without bridge networking).
-fn published(ctx: &Ctx, id: &str) -> Vec<net::store::PortBinding> {
-    if !engine::network::store_path(&ctx.root).exists() {
-        return Vec::new();
-    }
-    engine::network::open_store(&ctx.root)
-        .and_then(|s| Ok(s.ports_of(id)?))
-        .unwrap_or_default()
 }

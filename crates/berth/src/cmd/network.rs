@@ -127,11 +127,11 @@ fn daemon_error(msg: impl std::fmt::Display) -> i32 {
     1
 }
 
-fn store(ctx: &Ctx) -> Result<net::store::Store> {
-    // Opening the engine first repairs containers whose monitor died, releasing what they held.
-    engine(ctx)?;
+/// The engine (opening it repairs containers whose monitor died, releasing what they held) and the store.
+fn store(ctx: &Ctx) -> Result<(engine::container::Engine, net::store::Store)> {
+    let e = engine(ctx)?;
     std::fs::create_dir_all(&ctx.root).with_context(|| format!("create {}", ctx.root.display()))?;
-    Ok(engine::network::open_store(&ctx.root)?)
+    Ok((e, engine::network::open_store(&ctx.root)?))
 }
 
 fn create(ctx: &Ctx, a: CreateArgs) -> Result<i32> {
@@ -140,7 +140,7 @@ fn create(ctx: &Ctx, a: CreateArgs) -> Result<i32> {
         let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
         labels.insert(k.to_string(), v.to_string());
     }
-    let store = store(ctx)?;
+    let (_, store) = store(ctx)?;
     if a.name == "bridge" {
         // The default network exists (or comes into being) on its own, as docker's does.
         store.ensure_default()?;
@@ -178,8 +178,11 @@ fn builtin(name: &str) -> Option<Value> {
     }))
 }
 
-fn describe(ctx: &Ctx, store: &net::store::Store, n: &Network) -> Result<Value> {
-    let e = engine(ctx)?;
+fn describe(
+    e: &engine::container::Engine,
+    store: &net::store::Store,
+    n: &Network,
+) -> Result<Value> {
     let mut containers = serde_json::Map::new();
     for l in store.leases(&n.id)? {
         let name = e.get(&l.container_id).map(|c| c.name).unwrap_or_default();
@@ -219,7 +222,7 @@ fn describe(ctx: &Ctx, store: &net::store::Store, n: &Network) -> Result<Value> 
 }
 
 fn list(ctx: &Ctx, a: LsArgs) -> Result<i32> {
-    let store = store(ctx)?;
+    let (_, store) = store(ctx)?;
     store.ensure_default()?;
     let mut rows: Vec<Value> = store
         .list()?
@@ -280,7 +283,7 @@ fn list(ctx: &Ctx, a: LsArgs) -> Result<i32> {
 }
 
 fn inspect(ctx: &Ctx, a: InspectArgs) -> Result<i32> {
-    let store = store(ctx)?;
+    let (e, store) = store(ctx)?;
     let mut values = Vec::new();
     let mut code = 0;
     for name in &a.networks {
@@ -294,7 +297,7 @@ fn inspect(ctx: &Ctx, a: InspectArgs) -> Result<i32> {
             store.get(name)
         };
         match got {
-            Ok(n) => values.push(describe(ctx, &store, &n)?),
+            Ok(n) => values.push(describe(&e, &store, &n)?),
             Err(e) => code = daemon_error(e),
         }
     }
@@ -338,7 +341,7 @@ fn prune(ctx: &Ctx, a: PruneArgs) -> Result<i32> {
             return Ok(0);
         }
     }
-    let store = store(ctx)?;
+    let (_, store) = store(ctx)?;
     let mut removed = Vec::new();
     for n in store.list()? {
         if n.name == "bridge" || !store.leases(&n.id)?.is_empty() {
