@@ -15,12 +15,16 @@ Containers (both on benchnet, both with -v /usr:/usr:ro):
 Hand-made baseline: two more `unshare --net sleep infinity` holders A and B (children of this process), one
 veth pair `ip link add vA type veth peer name vB` moved into them, 10.88.0.1/24 in A and 10.88.0.2/24 in B,
 links and lo up; `iperf3 -s` in A (nsenter --net). No bridge, no nftables, no container around iperf3.
-Second baseline, berth's topology without berth: holders C and D, a bridge hb0 here, one veth pair from it
-into each (10.66.0.1/24 in C, .2 in D), `iperf3 -s` in C. berth / this = berth's own cost (its nftables
-rules, the container around iperf3); this / the veth pair = the kernel bridge's.
+Second baseline, a plain bridge built by hand: holders C and D, a bridge hb0 here, one veth pair from it
+into each (10.66.0.1/24 in C, .2 in D), `iperf3 -s` in C; what berth's topology would give without its
+short way. This / the veth pair = the kernel bridge's cost (with br_netfilter loaded:
+its pass through the IPv4 hooks and conntrack, which berth's short way avoids).
+iperf3 runs pinned on every path (PIN=1, the default): client -A 0, server -A 1.
 
 (1) container -> container, ROUNDS rounds, the order of the three paths rotating from round to round:
-  bridge       berth exec cli iperf3 -c SRV_IP -t SECS -J
+  berth        berth exec cli iperf3 -c SRV_IP -t SECS -J   (berth's network: the frames between the two
+               containers take berth's short way veth -> veth, crates/net/src/fastpath.rs; the bench prints
+               how many of its chains it found)
   veth         nsenter --net=/proc/B/ns/net iperf3 -c 10.88.0.1 -t SECS -J
   hand bridge  nsenter --net=/proc/D/ns/net iperf3 -c 10.66.0.1 -t SECS -J
 (2) host -> container (the client runs in this namespace, no container), ROUNDS rounds, order rotating:
@@ -52,6 +56,11 @@ BERTH = os.environ["BERTH"]
 ROUNDS = int(os.environ.get("ROUNDS", "5"))
 SECS = int(os.environ.get("SECS", "3"))
 START_ROUNDS = int(os.environ.get("START_ROUNDS", "20"))
+# iperf3's client on CPU 0 and server on CPU 1 on every path (-A), so that no path wins or loses by where
+# the scheduler happens to put the two (on 2 CPUs that alone moved single runs by +-20 %). PIN=0: unpinned.
+PIN = os.environ.get("PIN", "1") == "1" and (os.cpu_count() or 1) >= 2
+SRV_PIN = ["-A", "1"] if PIN else []
+CLI_PIN = ["-A", "0"] if PIN else []
 WARMUP = int(os.environ.get("WARMUP", "3"))
 PROXY = "/usr/sbin/docker-proxy"
 IMG = "localhost/berth-netbench:1"
@@ -161,7 +170,7 @@ def iperf(args):
     # Under load the server may still be closing the previous test ("the server is busy running a test"):
     # retry that for up to 10 s.
     for attempt in range(20):
-        p = subprocess.run(args + ["-t", str(SECS), "-J"], capture_output=True, text=True)
+        p = subprocess.run(args + CLI_PIN + ["-t", str(SECS), "-J"], capture_output=True, text=True)
         try:
             j = json.loads(p.stdout)
         except ValueError:
@@ -211,13 +220,16 @@ def main():
 
         b.berth("network", "create", "--subnet", "10.77.0.0/24", NET)
         vol = ["-v", "/usr:/usr:ro"]
-        srv = b.berth("run", "-d", "--network", NET, "-p", "15201:5201", *vol, IMG, "iperf3", "-s").stdout.strip()
+        srv = b.berth("run", "-d", "--network", NET, "-p", "15201:5201", *vol, IMG, "iperf3", "-s", *SRV_PIN).stdout.strip()
         b.containers.append(srv)
         cli = b.berth("run", "-d", "--network", NET, *vol, IMG, "sleep", "100000").stdout.strip()
         b.containers.append(cli)
         ip = b.berth("inspect", "-f", "{{.NetworkSettings.Networks.%s.IPAddress}}" % NET, srv).stdout.strip()
         log(f"# server container {srv[:12]} at {ip}")
         wait_port([], ip, 5201)
+        fast = sh(["nft", "list", "table", "netdev", "berth"], check=False).stdout
+        log(f"# berth's short way between the containers (table netdev berth): "
+            f"{fast.count('fwd to ether daddr map')} chains")
 
         # Hand-made: A <-veth-> B.
         a, bb = b.holder(), b.holder()
@@ -227,7 +239,7 @@ def main():
         for p, dev, addr in [(a, "vA", "10.88.0.1/24"), (bb, "vB", "10.88.0.2/24")]:
             b.ns(p, "ip", "addr", "add", addr, "dev", dev)
             b.ns(p, "ip", "link", "set", dev, "up")
-        b.spawn(["nsenter", f"--net=/proc/{a.pid}/ns/net", "--", "iperf3", "-s"])
+        b.spawn(["nsenter", f"--net=/proc/{a.pid}/ns/net", "--", "iperf3", "-s", *SRV_PIN])
         wait_port(["nsenter", f"--net=/proc/{bb.pid}/ns/net", "--"], "10.88.0.1", 5201)
 
         # Hand-made, berth's topology without berth: C <-veth-> bridge hb0 <-veth-> D (no nftables rules of
@@ -240,7 +252,7 @@ def main():
             sh(["ip", "link", "set", peer, "netns", str(p.pid)])
             b.ns(p, "ip", "addr", "add", addr, "dev", peer)
             b.ns(p, "ip", "link", "set", peer, "up")
-        b.spawn(["nsenter", f"--net=/proc/{c.pid}/ns/net", "--", "iperf3", "-s"])
+        b.spawn(["nsenter", f"--net=/proc/{c.pid}/ns/net", "--", "iperf3", "-s", *SRV_PIN])
         wait_port(["nsenter", f"--net=/proc/{d.pid}/ns/net", "--"], "10.66.0.1", 5201)
 
         # docker-proxy, if it runs.
@@ -262,10 +274,10 @@ def main():
             log("# " + proxy_note)
 
         # (1) container -> container
-        c2c = {"berth bridge (exec in container)": [], "hand-made veth pair": [],
+        c2c = {"berth network (exec in container)": [], "hand-made veth pair": [],
                "hand-made bridge + 2 veth pairs": []}
         r1 = {k: [] for k in c2c}
-        paths = [("berth bridge (exec in container)", [BERTH, "--root", b.root, "exec", cli, "iperf3", "-c", ip]),
+        paths = [("berth network (exec in container)", [BERTH, "--root", b.root, "exec", cli, "iperf3", "-c", ip]),
                  ("hand-made veth pair", ["nsenter", f"--net=/proc/{bb.pid}/ns/net", "--", "iperf3", "-c", "10.88.0.1"]),
                  ("hand-made bridge + 2 veth pairs",
                   ["nsenter", f"--net=/proc/{d.pid}/ns/net", "--", "iperf3", "-c", "10.66.0.1"])]
@@ -320,15 +332,15 @@ def main():
         samples["start_ms"] = start
 
         # report
-        print(f"### Network: iperf3 -t {SECS}, {ROUNDS} rounds; start latency {START_ROUNDS} rounds "
+        print(f"### Network: iperf3 -t {SECS}, {ROUNDS} rounds, pinned (client CPU 0, server CPU 1): {PIN}; start latency {START_ROUNDS} rounds "
               f"(+{WARMUP} warm-up); br_netfilter loaded: {br_nf}\n")
         print("(1) container -> container, Gbit/s\n")
         print(table(list(c2c.items()), "Gbit/s"))
         k0, k1, k2 = list(c2c)
-        print(f"\nberth bridge / hand-made bridge: **{med(c2c[k0]) / med(c2c[k2]):.3f}** (medians), "
+        print(f"\nberth / hand-made bridge: **{med(c2c[k0]) / med(c2c[k2]):.3f}** (medians), "
               f"**{med([x / y for x, y in zip(c2c[k0], c2c[k2])]):.3f}** paired; hand-made bridge / veth: "
               f"{med(c2c[k2]) / med(c2c[k1]):.3f}.")
-        print(f"\nbridge / veth: **{med(c2c[k0]) / med(c2c[k1]):.3f}** (medians), "
+        print(f"\nberth / veth pair: **{med(c2c[k0]) / med(c2c[k1]):.3f}** (medians), "
               f"**{med([x / y for x, y in zip(c2c[k0], c2c[k1])]):.3f}** paired. Retransmits (median): "
               + ", ".join(f"{k} {med(v):.0f}" for k, v in r1.items()) + "\n")
         print("(2) host -> container, Gbit/s\n")

@@ -1,11 +1,12 @@
 #!/bin/bash
-# bench/network.sh — networking: TCP throughput (iperf3) container -> container through a berth bridge vs. two
-# namespaces joined by one hand-made veth pair; host -> container through a published port (berth's nftables
+# bench/network.sh — networking: TCP throughput (iperf3) container -> container on a berth network vs. two
+# namespaces joined by one hand-made veth pair (and vs. a hand-made bridge with two veth pairs); host -> container through a published port (berth's nftables
 # DNAT) vs. the container IP directly vs. docker's userland proxy (docker-proxy); and `berth run --rm IMAGE
 # true` start time with --network bridge vs. --network none. Side by side in one run, medians and ratios.
 #
 #   bench/network.sh                      # build berth + berth-runtime (release), then measure; ~2-3 minutes
 #   ROUNDS=9 bench/network.sh             # iperf3 rounds per path (default 5; each iperf3 run lasts SECS=3 s)
+#   PIN=0 bench/network.sh                # iperf3 unpinned (default: client on CPU 0, server on CPU 1)
 #   START_ROUNDS=40 bench/network.sh      # run-latency rounds (default 20, WARMUP=3 before them)
 #   BERTH=/path/to/berth bench/network.sh # skip the build, measure that binary (berth-runtime beside it)
 #   JSON_OUT=/tmp/network.json            # also write every sample

@@ -128,6 +128,33 @@ fn containers_on_a_user_network_reach_each_other_and_the_host() {
     // inspect lists both on the network.
     let n: Value = serde_json::from_str(&e.ok(&["network", "inspect", "testnet"])).unwrap();
     assert_eq!(n[0]["Containers"].as_object().unwrap().len(), 2, "{n}");
+    // The short way between them (crates/net/src/fastpath.rs): both MACs in the network's map, a chain on
+    // each host end; with their bridge ports disabled they still reach each other, the gateway does not.
+    let fast = stdout(&host(&e, &["nft", "list", "table", "netdev", "berth"]));
+    assert!(
+        fast.contains("02:42:0a:59:00:02") && fast.contains("02:42:0a:59:00:32"),
+        "{fast}"
+    );
+    assert_eq!(fast.matches("fwd to ether daddr map").count(), 2, "{fast}");
+    let bridge = format!("br-{}", &id.trim()[..12]);
+    let ports = stdout(&host(&e, &["ip", "-o", "link", "show", "master", &bridge]));
+    let ports: Vec<&str> = ports
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|p| p.split('@').next().unwrap_or(p))
+        .collect();
+    assert_eq!(ports.len(), 2, "{ports:?}");
+    for p in &ports {
+        let o = host(&e, &["bridge", "link", "set", "dev", p, "state", "0"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    e.ok(&["exec", "ca", "ping", "-c", "1", "-W", "2", "10.89.0.50"]);
+    e.ok(&["exec", "cb", "ping", "-c", "1", "-W", "2", "10.89.0.2"]);
+    e.fails(&["exec", "ca", "ping", "-c", "1", "-W", "1", "10.89.0.1"]);
+    for p in &ports {
+        let o = host(&e, &["bridge", "link", "set", "dev", p, "state", "3"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
 
     // A network in use cannot go.
     let err = e.fails(&["network", "rm", "testnet"]);
@@ -153,6 +180,8 @@ fn containers_on_a_user_network_reach_each_other_and_the_host() {
     let n: Value = serde_json::from_str(&e.ok(&["network", "inspect", "testnet"])).unwrap();
     assert!(n[0]["Containers"].as_object().unwrap().is_empty(), "{n}");
     assert!(!links(&e).contains("veth"), "{}", links(&e));
+    let o = host(&e, &["nft", "list", "tables"]);
+    assert!(!stdout(&o).contains("netdev berth"), "{}", stdout(&o));
     e.ok(&["network", "rm", "testnet"]);
     let l = links(&e);
     assert!(!l.contains("br-") && !l.contains("veth"), "{l}");

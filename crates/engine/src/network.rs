@@ -8,6 +8,7 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use net::fastpath;
 use net::firewall::{self, FwNetwork, PortRule};
 use net::link::{self, Endpoint, Netns};
 use net::store::{Lease, Network, PortBinding, PortRequest, Proto, Store};
@@ -265,6 +266,7 @@ pub fn connect_running(root: &Path, container_id: &str, pid: i32) -> Result<(), 
             gateway: (i == 0).then_some(network.gateway),
         };
         link::attach(&host, &network.bridge, &netns, &ep)?;
+        fastpath::plug(&host, &network.id, &ep.host_if, &ep.mac)?;
         if first_bridge.is_none() {
             first_bridge = Some((network.bridge.clone(), lease.ip));
         }
@@ -329,8 +331,10 @@ pub fn disconnect_stopped(root: &Path, container_id: &str) {
     let _ = firewall::unpublish(&host, container_id);
     if let Ok(store) = open_store(root) {
         if let Ok(leases) = store.leases_of(container_id) {
-            for (network, _) in &leases {
-                let _ = link::detach(&host, &host_if(container_id, &network.id));
+            for (network, lease) in &leases {
+                let hif = host_if(container_id, &network.id);
+                let _ = fastpath::unplug(&host, &network.id, &hif, &lease.mac);
+                let _ = link::detach(&host, &hif);
             }
         }
     }
@@ -380,7 +384,12 @@ pub fn connect(
         let netns = PathBuf::from(format!("/proc/{pid}/ns/net"));
         if let Err(e) = ensure_network(&n)
             .and_then(|_| link::attach(&host, &n.bridge, &netns, &ep).map_err(EngineError::from))
+            .and_then(|_| {
+                fastpath::plug(&host, &n.id, &ep.host_if, &ep.mac).map_err(EngineError::from)
+            })
         {
+            let _ = fastpath::unplug(&host, &n.id, &ep.host_if, &ep.mac);
+            let _ = link::detach(&host, &ep.host_if);
             let _ = store.release(&n.id, container_id);
             return Err(e);
         }
@@ -392,18 +401,17 @@ pub fn connect(
 pub fn disconnect(root: &Path, container_id: &str, network: &str) -> Result<Network, EngineError> {
     let store = open_store(root)?;
     let n = resolve(&store, network)?;
-    if !store
-        .leases_of(container_id)?
-        .iter()
-        .any(|(x, _)| x.id == n.id)
-    {
+    let leases = store.leases_of(container_id)?;
+    let Some((_, lease)) = leases.iter().find(|(x, _)| x.id == n.id) else {
         return Err(EngineError::Conflict(format!(
             "container {} is not connected to network {}",
             &container_id[..12.min(container_id.len())],
             n.name
         )));
-    }
-    link::detach(&Netns::default(), &host_if(container_id, &n.id))?;
+    };
+    let hif = host_if(container_id, &n.id);
+    fastpath::unplug(&Netns::default(), &n.id, &hif, &lease.mac)?;
+    link::detach(&Netns::default(), &hif)?;
     store.release(&n.id, container_id)?;
     Ok(n)
 }
@@ -425,6 +433,7 @@ pub fn remove_network(root: &Path, name: &str) -> Result<Network, EngineError> {
     let store = open_store(root)?;
     let n = store.remove(name)?;
     let host = Netns::default();
+    fastpath::remove_network(&host, &n.id)?;
     firewall::teardown_network(&host, &fw_network(&n))?;
     link::delete_bridge(&host, &n.bridge)?;
     Ok(n)

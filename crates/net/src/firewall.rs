@@ -241,21 +241,30 @@ const PORT_LOOKUPS: [&str; 2] = [
     "fib daddr type local meta l4proto . th dport vmap @ports_any",
 ];
 
-fn nft(ns: &Netns, script: &str) -> Result<(), NetError> {
+pub(crate) fn nft(ns: &Netns, script: &str) -> Result<(), NetError> {
     run(ns, &["nft", "-f", "-"], Some(script)).map(drop)
 }
 
 /// `nft -j list table ip berth`, or None when there is no such table.
 fn read_table(ns: &Netns) -> Result<Option<serde_json::Value>, NetError> {
+    read_named_table(ns, TABLE)
+}
+
+/// `nft -j list table FAMILY NAME` (`table` is "FAMILY NAME"), or None when there is no such table.
+pub(crate) fn read_named_table(
+    ns: &Netns,
+    table: &str,
+) -> Result<Option<serde_json::Value>, NetError> {
+    let (family, name) = table.split_once(' ').unwrap_or(("ip", table));
     // Telling "no table" from other failures by a second command would race; nft's failure to list a
     // missing table is the only expected one, and any other failure shows up in the transaction that follows.
-    let Ok(out) = run(ns, &["nft", "-j", "list", "table", TABLE], None) else {
+    let Ok(out) = run(ns, &["nft", "-j", "list", "table", family, name], None) else {
         return Ok(None);
     };
     serde_json::from_str(&out)
         .map(Some)
         .map_err(|e| NetError::Command {
-            command: format!("nft -j list table {TABLE} (in {ns})"),
+            command: format!("nft -j list table {table} (in {ns})"),
             message: format!("unreadable JSON: {e}"),
         })
 }
@@ -347,7 +356,7 @@ fn ctr_chain(container_id: &str) -> Result<String, NetError> {
 }
 
 /// The first 12 characters of an id (ids are checked to be ASCII), as docker shortens them.
-fn short(id: &str) -> &str {
+pub(crate) fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
 }
 
@@ -372,14 +381,14 @@ fn network_of(subnet: &str) -> Result<String, NetError> {
 }
 
 /// An flock on the network namespace's nsfs file, released when dropped (the file is closed).
-struct NsLock(#[allow(dead_code)] File);
+pub(crate) struct NsLock(#[allow(dead_code)] File);
 
 impl NsLock {
-    fn shared(ns: &Netns) -> Result<NsLock, NetError> {
+    pub(crate) fn shared(ns: &Netns) -> Result<NsLock, NetError> {
         NsLock::take(ns, libc::LOCK_SH)
     }
 
-    fn exclusive(ns: &Netns) -> Result<NsLock, NetError> {
+    pub(crate) fn exclusive(ns: &Netns) -> Result<NsLock, NetError> {
         NsLock::take(ns, libc::LOCK_EX)
     }
 

@@ -5,10 +5,12 @@
 //!   and after a crash.
 //! - `link`: bridges, veth pairs, addresses and routes (in the host's network namespace or a given one).
 //! - `firewall`: NAT, isolation and published ports through nftables, in berth's own table only.
+//! - `fastpath`: frames between containers on one network go veth to veth, past the bridge.
 
 mod command;
 pub mod dns;
 pub mod error;
+pub mod fastpath;
 pub mod firewall;
 pub mod ipv4net;
 pub mod link;

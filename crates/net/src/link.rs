@@ -71,7 +71,7 @@ pub fn ensure_bridge(
 ) -> Result<(), NetError> {
     check_ifname(name)?;
     check_prefix(prefix)?;
-    let exists = match run(ns, &["ip", "-d", "-j", "link", "show", "dev", name], None) {
+    let exists = match run(ns, &["ip", "-d", "-j", "addr", "show", "dev", name], None) {
         Ok(json) => {
             let kind = link_kind(&json);
             if kind.as_deref() != Some("bridge") {
@@ -80,16 +80,20 @@ pub fn ensure_bridge(
                     kind.as_deref().unwrap_or("none")
                 )));
             }
-            true
+            Some(is_up_with(&json, gateway, prefix))
         }
         // Missing (or unreadable: then creating it fails with the kernel's reason).
-        Err(_) => false,
+        Err(_) => None,
     };
     // `addr replace` and `link set up` are idempotent; only `link add` is not.
     let configure =
         format!("address replace {gateway}/{prefix} brd + dev {name}\nlink set dev {name} up\n");
-    if exists {
-        run(ns, &["ip", "-batch", "-"], Some(&configure))?;
+    if let Some(ready) = exists {
+        // Every start of a container on the network comes here: a bridge that is already up with its
+        // address costs no second `ip`.
+        if !ready {
+            run(ns, &["ip", "-batch", "-"], Some(&configure))?;
+        }
     } else {
         let create = format!("link add name {name} type bridge\n{configure}");
         if let Err(first) = run(ns, &["ip", "-batch", "-"], Some(&create)) {
@@ -219,6 +223,10 @@ pub fn loopback_up(container_netns: &Path) -> Result<(), NetError> {
 /// `ip link del`, where "it is not there" counts as done. The absence is checked with a second look rather
 /// than by matching iproute2's wording, which changes between versions.
 fn delete_link(ns: &Netns, name: &str) -> Result<(), NetError> {
+    if ns.path.is_none() && !exists_here(name) {
+        // The usual case at a container's stop: the kernel took the veth with the container's namespace.
+        return Ok(());
+    }
     match run(ns, &["ip", "link", "del", "dev", name], None) {
         Ok(_) => Ok(()),
         Err(e) => match run(ns, &["ip", "-j", "link", "show", "dev", name], None) {
@@ -226,6 +234,38 @@ fn delete_link(ns: &Netns, name: &str) -> Result<(), NetError> {
             Ok(_) => Err(e),
         },
     }
+}
+
+/// Whether interface `name` exists in the calling thread's network namespace (a lookup, no exec).
+fn exists_here(name: &str) -> bool {
+    let Ok(c) = std::ffi::CString::new(name) else {
+        return true;
+    };
+    // SAFETY: a NUL-terminated string that outlives the call; if_nametoindex only reads it.
+    unsafe { libc::if_nametoindex(c.as_ptr()) != 0 }
+}
+
+/// Whether the interface in `ip -j addr show` output is administratively up and has `addr/prefix`.
+fn is_up_with(json: &str, addr: Ipv4Addr, prefix: u8) -> bool {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else {
+        return false;
+    };
+    let Some(link) = v.get(0) else { return false };
+    let up = link
+        .get("flags")
+        .and_then(|f| f.as_array())
+        .is_some_and(|f| f.iter().any(|x| x.as_str() == Some("UP")));
+    let addr = addr.to_string();
+    let has_addr = link
+        .get("addr_info")
+        .and_then(|a| a.as_array())
+        .into_iter()
+        .flatten()
+        .any(|a| {
+            a.get("local").and_then(|l| l.as_str()) == Some(addr.as_str())
+                && a.get("prefixlen").and_then(|p| p.as_u64()) == Some(u64::from(prefix))
+        });
+    up && has_addr
 }
 
 /// The `info_kind` of the interface in `ip -d -j link show` output ("bridge", "veth", ...).
@@ -269,7 +309,7 @@ fn check_prefix(prefix: u8) -> Result<(), NetError> {
     }
 }
 
-fn check_mac(mac: &str) -> Result<(), NetError> {
+pub(crate) fn check_mac(mac: &str) -> Result<(), NetError> {
     let parts: Vec<&str> = mac.split(':').collect();
     if parts.len() == 6
         && parts

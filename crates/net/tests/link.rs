@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use net::fastpath;
 use net::firewall::{self, FwNetwork, PortRule};
 use net::link::{self, Endpoint, Netns};
 
@@ -220,6 +221,11 @@ fn bridge_attach_ping_detach() {
     let ns = host.ns();
     link::ensure_bridge(&ns, "br7", ip("10.7.0.1"), 24).unwrap();
     link::ensure_bridge(&ns, "br7", ip("10.7.0.1"), 24).unwrap();
+    // A bridge found down or without its address is brought back.
+    host.ok("ip link set br7 down && ip addr flush dev br7");
+    link::ensure_bridge(&ns, "br7", ip("10.7.0.1"), 24).unwrap();
+    let br = host.ok("ip -o -4 addr show dev br7; ip -br link show br7");
+    assert!(br.contains("10.7.0.1/24") && br.contains(",UP,"), "{br}");
     assert_eq!(
         host.ok("cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv4/conf/br7/route_localnet"),
         "1\n1"
@@ -457,6 +463,93 @@ fn outbound_nat_internal_networks_and_exact_teardown() {
     assert_eq!(host.table(), None, "the table goes with the last chain");
     firewall::teardown_network(&host.ns(), &n1).unwrap();
     assert_eq!(host.table(), None);
+}
+
+/// The short way: with the bridge ports of two containers disabled, only `fastpath` can carry frames
+/// between them; ARP (broadcast) still needs the bridge, so addresses are resolved before the ports go down.
+#[test]
+fn fast_path_carries_frames_past_the_bridge_and_goes_cleanly() {
+    let host = NsHolder::new();
+    let ns = host.ns();
+    let n30 = network(&host, 30, false);
+    let n31 = network(&host, 31, false);
+    let a = container(&host, 30, 2);
+    let b = container(&host, 30, 3);
+    let c = container(&host, 31, 2);
+    let netdev = || {
+        let (ok, out) = host.sh("nft list table netdev berth 2>/dev/null");
+        ok.then_some(out)
+    };
+    for (n, hif, ep) in [
+        (&n30, "veth30x2", endpoint("veth30x2", 2, 30)),
+        (&n30, "veth30x3", endpoint("veth30x3", 3, 30)),
+        (&n31, "veth31x2", endpoint("veth31x2", 2, 31)),
+    ] {
+        fastpath::plug(&ns, &n.id, hif, &ep.mac).unwrap();
+        fastpath::plug(&ns, &n.id, hif, &ep.mac).unwrap();
+    }
+    let table = netdev().unwrap();
+    // Each network's map holds its own containers only.
+    assert!(
+        table.contains("02:42:0a:1e:00:02 : \"veth30x2\"")
+            && table.contains("02:42:0a:1e:00:03 : \"veth30x3\"")
+            && table.contains("02:42:0a:1f:00:02 : \"veth31x2\""),
+        "{table}"
+    );
+    assert_eq!(
+        table.matches("fwd to ether daddr map").count(),
+        3,
+        "{table}"
+    );
+    assert!(ping(&a, "10.30.0.3") && ping(&b, "10.30.0.2"));
+    let ports_off = |state: u8| {
+        host.ok(&format!(
+            "bridge link set dev veth30x2 state {state} && bridge link set dev veth30x3 state {state}"
+        ));
+    };
+    ports_off(0);
+    assert!(
+        ping(&a, "10.30.0.3"),
+        "a -> b with the bridge ports disabled"
+    );
+    assert!(
+        ping(&b, "10.30.0.2"),
+        "b -> a with the bridge ports disabled"
+    );
+    assert!(!ping(&a, "10.30.0.1"), "the gateway is behind the bridge");
+
+    // A stale entry (b's monitor died: its veth went, the element stayed) is replaced by the next plug.
+    link::detach(&ns, "veth30x3").unwrap();
+    host.ok("bridge link set dev veth30x2 state 3");
+    link::attach(&ns, "br30", &b.path, &endpoint("veth30x3", 3, 30)).unwrap();
+    fastpath::plug(&ns, &n30.id, "veth30x3", "02:42:0A:1E:00:03").unwrap();
+    assert!(ping(&a, "10.30.0.3") && ping(&b, "10.30.0.2"));
+    ports_off(0);
+    assert!(ping(&a, "10.30.0.3"), "a -> b again, past the bridge");
+
+    // Unplugged, b is out of the map: with the ports disabled nothing reaches it any more.
+    fastpath::unplug(&ns, &n30.id, "veth30x3", "02:42:0a:1e:00:03").unwrap();
+    fastpath::unplug(&ns, &n30.id, "veth30x3", "02:42:0a:1e:00:03").unwrap();
+    assert!(!ping(&a, "10.30.0.3"));
+    let table = netdev().unwrap();
+    assert!(
+        !table.contains("veth30x3") && !table.contains("02:42:0a:1e:00:03"),
+        "{table}"
+    );
+    // An interface whose veth is already gone is unplugged all the same.
+    link::detach(&ns, "veth30x2").unwrap();
+    fastpath::unplug(&ns, &n30.id, "veth30x2", "02:42:0a:1e:00:02").unwrap();
+    assert!(!netdev().unwrap().contains("in-net300123456"));
+    // The network's removal takes its map; the table goes with the last chain.
+    fastpath::remove_network(&ns, &n30.id).unwrap();
+    assert!(!netdev().unwrap().contains("l2-net300123456"));
+    assert!(ping(&c, "10.31.0.1"), "the other network is untouched");
+    fastpath::unplug(&ns, &n31.id, "veth31x2", "02:42:0a:1f:00:02").unwrap();
+    assert_eq!(netdev(), None, "the table goes with the last chain");
+    fastpath::remove_network(&ns, &n31.id).unwrap();
+    assert!(fastpath::plug(&ns, "net; flush ruleset", "veth31x2", "02:42:0a:1f:00:02").is_err());
+    assert!(fastpath::plug(&ns, &n31.id, "veth31x2", "02:42:0a:1f:00").is_err());
+    assert_eq!(netdev(), None);
 }
 
 #[test]
