@@ -33,7 +33,8 @@ iperf3 runs pinned on every path (PIN=1, the default): client -A 0, server -A 1.
   docker-proxy iperf3 -c 127.0.0.1 -p 25201 -t SECS -J   (docker-proxy -proto tcp -host-ip 127.0.0.1
               -host-port 25201 -container-ip SRV_IP -container-port 5201, started here once, ended by pid)
 Throughput = end.sum_received.bits_per_second of the client's JSON (what the server got), in Gbit/s; the
-sender's retransmits are reported too. The iperf3 server serves one test at a time; all tests are sequential.
+sender's retransmits are reported too. For (1) also the machine's busy CPU time (/proc/stat: user, nice,
+system, irq, softirq; steal excluded) per GB received: the path's cost, steadier than throughput on a VM. The iperf3 server serves one test at a time; all tests are sequential.
 (3) start latency: WARMUP rounds, then START_ROUNDS rounds, alternating order:
   berth --root R run --rm --network bridge IMG true     vs.     ... --network none ...
 Wall clock from spawn to wait4 of the CLI (stdout /dev/null, stderr to a file, checked on failure).
@@ -166,11 +167,22 @@ class Bench:
                     p.wait()
 
 
+def busy_ms():
+    # CPU time the machine spent working (user, nice, system, irq, softirq; not idle, iowait or steal), ms.
+    f = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    return (f[0] + f[1] + f[2] + f[5] + f[6]) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+CPU_PER_GB = {}   # client argv's last element (the address) -> [busy CPU ms per GB received]
+
+
 def iperf(args):
     # Under load the server may still be closing the previous test ("the server is busy running a test"):
     # retry that for up to 10 s.
     for attempt in range(20):
+        t0 = busy_ms()
         p = subprocess.run(args + CLI_PIN + ["-t", str(SECS), "-J"], capture_output=True, text=True)
+        t1 = busy_ms()
         try:
             j = json.loads(p.stdout)
         except ValueError:
@@ -180,6 +192,7 @@ def iperf(args):
         time.sleep(0.5)
     if "error" in j:
         raise RuntimeError(f"{args}: {j['error']}")
+    CPU_PER_GB.setdefault(" ".join(args), []).append((t1 - t0) / (j["end"]["sum_received"]["bytes"] / 1e9))
     return j["end"]["sum_received"]["bits_per_second"] / 1e9, j["end"]["sum_sent"].get("retransmits", 0)
 
 
@@ -342,7 +355,14 @@ def main():
               f"{med(c2c[k2]) / med(c2c[k1]):.3f}.")
         print(f"\nberth / veth pair: **{med(c2c[k0]) / med(c2c[k1]):.3f}** (medians), "
               f"**{med([x / y for x, y in zip(c2c[k0], c2c[k1])]):.3f}** paired. Retransmits (median): "
-              + ", ".join(f"{k} {med(v):.0f}" for k, v in r1.items()) + "\n")
+              + ", ".join(f"{k} {med(v):.0f}" for k, v in r1.items()))
+        # The machine's busy CPU time per GB moved, over the whole test (both CPUs; steal excluded): the
+        # path's cost, less sensitive than throughput to what else the host does.
+        cpu = {name: CPU_PER_GB[" ".join(args)] for name, args in paths}
+        samples["c2c_cpu_ms_per_gb"] = cpu
+        print("\nCPU ms per GB (median): " + ", ".join(f"{k} {med(v):.0f}" for k, v in cpu.items())
+              + f"; berth / veth pair **{med(cpu[k0]) / med(cpu[k1]):.3f}**, hand-made bridge / veth pair "
+              f"{med(cpu[k2]) / med(cpu[k1]):.3f}\n")
         print("(2) host -> container, Gbit/s\n")
         print(table(list(h2c_res.items()), "Gbit/s"))
         ks = list(h2c_res)

@@ -2,11 +2,15 @@
 //!
 //! Decision: berth talks to the kernel through iproute2's `ip` (batch mode, `ip -batch -`, several
 //! operations per exec) and nftables' `nft -f -` (one atomic transaction per change), run inside the target
-//! network namespace with util-linux's `nsenter --net=PATH` when it is not the current one. Why: nft
-//! transactions are atomic, there is no netlink code to maintain, and the tools are what operators debug
-//! with. The cost (a few ms per exec) is measured in bench/.
+//! network namespace when it is not the current one (entered with setns(2) in the child before it execs
+//! the tool: what `nsenter --net=PATH` would do, one exec fewer). Why: nft transactions are atomic, there
+//! is no netlink code to maintain, and the tools are what operators debug with. The cost (a few ms per
+//! exec) is measured in bench/.
 
+use std::fs::File;
 use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
 use crate::link::Netns;
@@ -15,18 +19,31 @@ use crate::NetError;
 /// Runs `argv` in `ns` with `stdin` fed to it; returns its stdout, or an error naming the command, the
 /// namespace, the script (one line) and the tool's own message.
 pub(crate) fn run(ns: &Netns, argv: &[&str], stdin: Option<&str>) -> Result<String, NetError> {
-    let mut cmd = match &ns.path {
-        Some(path) => {
-            let mut c = Command::new("nsenter");
-            c.arg(format!("--net={}", path.display())).args(argv);
-            c
+    let mut cmd = Command::new(argv[0]);
+    cmd.args(&argv[1..]);
+    // Kept open until the child has been spawned (and has entered the namespace).
+    let mut _ns_file = None;
+    if let Some(path) = &ns.path {
+        // Entered in the child between fork and exec (what `nsenter --net` does, without its exec). The
+        // file is opened here, close-on-exec, so the tool does not inherit it.
+        let file = File::open(path).map_err(|source| NetError::Io {
+            what: format!("opening network namespace {}", path.display()),
+            source,
+        })?;
+        let fd = file.as_raw_fd();
+        // SAFETY: the closure only makes the setns(2) system call (async-signal-safe) on a descriptor that
+        // stays open until the child is spawned (`_ns_file` lives to the end of this function).
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(fd, libc::CLONE_NEWNET) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
         }
-        None => {
-            let mut c = Command::new(argv[0]);
-            c.args(&argv[1..]);
-            c
-        }
-    };
+        _ns_file = Some(file);
+    }
     // The script goes into the error message as one line, so a failure says what was being done.
     let describe = || {
         let mut d = format!("{} (in {})", argv.join(" "), ns);

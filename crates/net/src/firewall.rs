@@ -2,7 +2,7 @@
 //! tables, including other programs' NAT, are never read or changed).
 //!
 //! Decision: every change is one `nft -f -` transaction (atomic: packets see the old rules or the new ones,
-//! never a half), run inside the target network namespace with `nsenter --net=PATH` (see `command`). Why:
+//! never a half), run inside the target network namespace (entered with setns, see `command`). Why:
 //! atomicity, no netlink code to maintain, and `nft list table ip berth` is what operators debug with.
 //!
 //! Layout, chosen so that every change can be written without knowing what else is in the table (two berth
@@ -95,6 +95,17 @@ pub fn setup_network(ns: &Netns, n: &FwNetwork) -> Result<(), NetError> {
     s += &format!("add element {TABLE} nets_nat {{ \"{br}\" : jump {nat} }}\n");
     let _lock = NsLock::shared(ns)?;
     nft(ns, &s)
+}
+
+/// Whether network `n`'s rules are in place: its element in `nets_fwd`, which `setup_network` adds in the
+/// same transaction as everything else of the network's (and `teardown_network` removes with it). A
+/// missing table or element is `false`; `nft get element` fails for both, and for nothing else expected.
+pub fn network_ready(ns: &Netns, n: &FwNetwork) -> Result<bool, NetError> {
+    net_chains(n)?;
+    let key = format!("{{ \"{}\" }}", n.bridge);
+    let (family, name) = TABLE.split_once(' ').unwrap_or(("ip", TABLE));
+    let get = ["nft", "get", "element", family, name, "nets_fwd", &key];
+    Ok(run(ns, &get, None).is_ok())
 }
 
 /// Removes exactly network `n`'s rules; deletes the table when nothing of berth's is left. Idempotent.

@@ -1,16 +1,17 @@
 //! Bridges, veth pairs, addresses and routes.
 //!
 //! Decision: berth talks to the kernel through iproute2's `ip` (batch mode, `ip -batch -`, several
-//! operations per exec) run inside the target network namespace with `nsenter --net=PATH` when it is not
-//! the current one (see `command`). Why: no netlink code to maintain, and `ip` is what operators debug with;
-//! the cost (a few ms per exec) is measured in bench/.
+//! operations per exec) run inside the target network namespace when it is not the current one (see
+//! `command`). Why: no netlink code to maintain, and `ip` is what operators debug with; the cost (a few ms
+//! per exec) is measured in bench/.
 //!
 //! Each operation is made so that a failure leaves nothing half-made that berth would not find again:
 //! - `ensure_bridge` and `delete_bridge`, `detach` are idempotent, so a retry after a crash converges;
 //! - `attach` creates the veth pair with one `ip link add` (the kernel makes both ends or neither; the
 //!   container end is created directly in the container's namespace under its final name and MAC, so there
-//!   is no temporary name to clean up), then configures it; if configuring fails the host end is deleted,
-//!   which deletes its peer too.
+//!   is no temporary name to clean up) and sets hairpin mode in the same `ip -batch` run, then configures
+//!   the container end; if any of it fails the host end (whose name the caller derives from the container
+//!   and the network, so it can only be this endpoint's) is deleted, which deletes its peer too.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -137,31 +138,18 @@ pub fn attach(
             container_netns.display()
         ))
     })?;
-    // One netlink request: both ends exist afterwards or neither does, so a failure here leaves nothing.
-    run(
-        ns,
-        &[
-            "ip",
-            "link",
-            "add",
-            "name",
-            &ep.host_if,
-            "master",
-            bridge,
-            "up",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &ep.container_if,
-            "address",
-            &ep.mac,
-            "netns",
-            cpath,
-        ],
-        None,
-    )?;
-    let configured = configure_ends(ns, container_netns, ep);
+    // The pair is one netlink request (both ends exist afterwards or neither does); hairpin mode on the
+    // host end follows in the same `ip` run. The container end's path goes into the batch line quoted.
+    let host_side = format!(
+        "link add name {h} master {bridge} up type veth peer name {c} address {mac} netns \"{cpath}\"\n\
+         link set dev {h} type bridge_slave hairpin on\n",
+        h = ep.host_if,
+        c = ep.container_if,
+        mac = ep.mac,
+        cpath = quote_batch(cpath)?,
+    );
+    let configured = run(ns, &["ip", "-batch", "-"], Some(&host_side))
+        .and_then(|_| configure_ends(container_netns, ep));
     if configured.is_err() {
         // Deleting the host end deletes the peer in the container too. The configuration error is the one
         // worth reporting; a failed cleanup leaves a veth that `detach` removes later.
@@ -170,22 +158,7 @@ pub fn attach(
     configured
 }
 
-fn configure_ends(ns: &Netns, container_netns: &Path, ep: &Endpoint) -> Result<(), NetError> {
-    run(
-        ns,
-        &[
-            "ip",
-            "link",
-            "set",
-            "dev",
-            &ep.host_if,
-            "type",
-            "bridge_slave",
-            "hairpin",
-            "on",
-        ],
-        None,
-    )?;
+fn configure_ends(container_netns: &Path, ep: &Endpoint) -> Result<(), NetError> {
     let cif = &ep.container_if;
     let mut script = format!(
         "link set dev lo up\naddress add {}/{} brd + dev {cif}\nlink set dev {cif} up\n",
@@ -297,6 +270,17 @@ fn set_sysctls(ns: &Netns, settings: &[(String, &str)]) -> Result<(), NetError> 
         .map(|(key, value)| format!("echo {value} > /proc/sys/{key}"))
         .collect();
     run(ns, &["sh", "-e", "-c", &script.join("\n")], None).map(drop)
+}
+
+/// A path as one word of an `ip -batch` line: it is written in double quotes, so it may not contain
+/// quotes, backslashes or line breaks (berth's own paths, /proc/PID/ns/net, never do).
+fn quote_batch(path: &str) -> Result<&str, NetError> {
+    if path.contains(['"', '\\', '\n', '\r']) {
+        return Err(NetError::Invalid(format!(
+            "container netns path {path:?} cannot be passed to ip"
+        )));
+    }
+    Ok(path)
 }
 
 fn check_prefix(prefix: u8) -> Result<(), NetError> {

@@ -412,8 +412,23 @@ fn published_ports_reach_from_outside_and_across_networks() {
 fn outbound_nat_internal_networks_and_exact_teardown() {
     let host = NsHolder::new();
     let out = outside(&host);
+    let fresh = FwNetwork {
+        id: "net130123456789abcdef".into(),
+        bridge: "br13".into(),
+        subnet: "10.13.0.0/24".into(),
+        internal: false,
+    };
+    assert!(
+        !firewall::network_ready(&host.ns(), &fresh).unwrap(),
+        "no table yet"
+    );
     let n1 = network(&host, 14, false);
     let n2 = network(&host, 15, true);
+    assert!(firewall::network_ready(&host.ns(), &n1).unwrap());
+    assert!(
+        !firewall::network_ready(&host.ns(), &fresh).unwrap(),
+        "not set up"
+    );
     let a = container(&host, 14, 2);
     let i1 = container(&host, 15, 2);
     let i2 = container(&host, 15, 3);
@@ -447,6 +462,8 @@ fn outbound_nat_internal_networks_and_exact_teardown() {
     // Teardown removes exactly one network's rules; the table stays while anything is left.
     firewall::teardown_network(&host.ns(), &n2).unwrap();
     firewall::teardown_network(&host.ns(), &n2).unwrap();
+    assert!(!firewall::network_ready(&host.ns(), &n2).unwrap());
+    assert!(firewall::network_ready(&host.ns(), &n1).unwrap());
     let table = host.table().unwrap();
     assert!(
         !table.contains("net-net15") && !table.contains("br15"),
