@@ -550,6 +550,20 @@ fn names_and_aliases_resolve_on_a_user_network_and_the_rest_is_forwarded() {
     e.ok(&["exec", "app", "ping", "-c", "1", "-W", "2", "database"]);
     let out = e.ok(&["exec", "app", "busybox", "nslookup", "www.example.test"]);
     assert!(out.contains("192.0.2.7"), "forwarded: {out}");
+    // A stopped container's names do not resolve (its lease stays until rm), so the question goes on to
+    // the upstream; started again, they are back.
+    e.ok(&["stop", "-t", "0", "db1"]);
+    for name in ["db1", "database"] {
+        let out = e.ok(&["exec", "app", "busybox", "nslookup", name]);
+        assert!(
+            !out.contains(&db_ip) && out.contains("192.0.2.7"),
+            "{name} while db1 is stopped: {out}"
+        );
+    }
+    e.ok(&["start", "db1"]);
+    assert_eq!(ip_of(&e, "db1", "appnet"), db_ip);
+    let out = e.ok(&["exec", "app", "busybox", "nslookup", "database"]);
+    assert!(out.contains(&db_ip), "after start: {out}");
     // A container on the default bridge has no embedded DNS (as docker's).
     e.ok(&[
         "run",

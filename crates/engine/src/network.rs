@@ -290,6 +290,10 @@ pub fn connect_running(root: &Path, container_id: &str, pid: i32) -> Result<(), 
             firewall::publish(&host, container_id, &bridge, &rules)?;
         }
     }
+    if !leases.is_empty() {
+        // From now on its names resolve for its neighbours.
+        store.set_attached(container_id, true)?;
+    }
     Ok(())
 }
 
@@ -334,6 +338,9 @@ pub fn uses_embedded_dns(run: &crate::spec::RunOptions) -> bool {
 pub fn disconnect_stopped(root: &Path, container_id: &str) {
     let host = Netns::default();
     let store = open_store(root).ok();
+    if let Some(store) = &store {
+        let _ = store.set_attached(container_id, false);
+    }
     // Ports are published only for a container that leased some (they stay leased until rm), so one
     // without them has no rules to look for: two nft runs saved at every stop.
     let published = store

@@ -162,7 +162,7 @@ impl Server {
     }
 
     /// The addresses `name` has on the networks this container is on (not on the default bridge, which has
-    /// no DNS in docker either). None: not a container name here.
+    /// no DNS in docker either), among the containers that run. None: not a container name here.
     fn lookup(&self, name: &str) -> Option<Vec<Ipv4Addr>> {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         let store = Store::open(&self.store).ok()?;
@@ -171,7 +171,7 @@ impl Server {
             if network.name == crate::store::DEFAULT_NETWORK {
                 continue;
             }
-            for l in store.leases(&network.id).ok()? {
+            for l in store.attached_leases(&network.id).ok()? {
                 if l.names.iter().any(|n| n.to_ascii_lowercase() == name) && !ips.contains(&l.ip) {
                     ips.push(l.ip);
                 }

@@ -98,6 +98,9 @@ CREATE TABLE IF NOT EXISTS ports (
     UNIQUE (proto, host_ip, host_port)
 );
 CREATE INDEX IF NOT EXISTS ports_container ON ports(container_id);
+CREATE TABLE IF NOT EXISTS attached (              -- containers whose interfaces are up now (running)
+    container_id   TEXT NOT NULL PRIMARY KEY
+);
 ";
 
 const NET_COLS: &str =

@@ -612,6 +612,30 @@ fn ports_all_or_nothing() {
 }
 
 #[test]
+fn only_attached_containers_are_listed_for_dns() {
+    let (_d, path) = tmp();
+    let s = open(&path);
+    let n = create(&s, "dnsnet", Some("10.5.0.0/24"));
+    let a = s.allocate(&n.id, "ca", None, &names(&["a"])).expect("a");
+    let b = s.allocate(&n.id, "cb", None, &names(&["b"])).expect("b");
+    assert!(s.attached_leases(&n.id).expect("none yet").is_empty());
+    s.set_attached("ca", true).expect("attach");
+    s.set_attached("ca", true).expect("twice");
+    s.set_attached("cb", true).expect("attach");
+    assert_eq!(s.attached_leases(&n.id).expect("both"), vec![a.clone(), b]);
+    s.set_attached("cb", false).expect("detach");
+    s.set_attached("cb", false).expect("twice");
+    assert_eq!(s.attached_leases(&n.id).expect("a"), vec![a]);
+    assert_eq!(s.leases(&n.id).expect("leases kept").len(), 2);
+    // Removal forgets it too: a new container with the same id starts detached.
+    s.release_all("ca").expect("release");
+    let a2 = s
+        .allocate(&n.id, "ca", None, &names(&["a"]))
+        .expect("again");
+    assert!(s.attached_leases(&n.id).expect("none").is_empty(), "{a2:?}");
+}
+
+#[test]
 fn records_survive_reopen() {
     let (_d, path) = tmp();
     let (n, d, lease, ports) = {

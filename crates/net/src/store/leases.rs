@@ -174,8 +174,37 @@ impl Store {
             .map_err(|e| self.db(e))?;
         tx.execute("DELETE FROM ports WHERE container_id = ?1", [container_id])
             .map_err(|e| self.db(e))?;
+        tx.execute(
+            "DELETE FROM attached WHERE container_id = ?1",
+            [container_id],
+        )
+        .map_err(|e| self.db(e))?;
         tx.commit().map_err(|e| self.db(e))?;
         Ok(Released { leases, ports })
+    }
+
+    /// Marks a container's interfaces as up (it runs) or down (it stopped). A stopped container keeps its
+    /// leases until it is removed, but only attached ones have names in the embedded DNS (docker's: a
+    /// stopped container's name does not resolve).
+    pub fn set_attached(&self, container_id: &str, attached: bool) -> Result<(), NetError> {
+        let sql = if attached {
+            "INSERT OR IGNORE INTO attached (container_id) VALUES (?1)"
+        } else {
+            "DELETE FROM attached WHERE container_id = ?1"
+        };
+        self.conn
+            .execute(sql, [container_id])
+            .map_err(|e| self.db(e))?;
+        Ok(())
+    }
+
+    /// The leases on a network (full id) of the containers that are attached now, by address.
+    pub fn attached_leases(&self, network_id: &str) -> Result<Vec<Lease>, NetError> {
+        self.query_leases(
+            &self.conn,
+            "network_id = ?1 AND container_id IN (SELECT container_id FROM attached)",
+            &[&network_id],
+        )
     }
 
     /// The leases on a network (full id), by address.
