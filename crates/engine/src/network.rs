@@ -245,7 +245,8 @@ pub fn ensure_network(n: &Network) -> Result<(), EngineError> {
     link::ensure_bridge(&host, &n.bridge, n.gateway, n.subnet.prefix())?;
     let fw = fw_network(n);
     // The network's rules are added in one transaction, so finding them hooked up means all of them are
-    // there: a look costs a third of writing them again.
+    // there: a look costs a third of writing them again. (A berth whose rules differ from the ones found
+    // would not rewrite them: such a change must rename the chains or the map element looked at.)
     if !firewall::network_ready(&host, &fw)? {
         firewall::setup_network(&host, &fw)?;
     }
