@@ -53,6 +53,14 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// `berth run -d --name NAME FLAGS... busybox sleep 1000`.
+fn sleeper(e: &Env, name: &str, flags: &[&str]) -> String {
+    let mut args = vec!["run", "-d", "--name", name];
+    args.extend_from_slice(flags);
+    args.extend(["busybox", "sleep", "1000"]);
+    e.ok(&args)
+}
+
 fn links(e: &Env) -> String {
     stdout(&host(e, &["ip", "-o", "link", "show"]))
 }
@@ -86,30 +94,8 @@ fn containers_on_a_user_network_reach_each_other_and_the_host() {
     assert_eq!(n[0]["IPAM"]["Config"][0]["Gateway"], "10.89.0.1");
     assert_eq!(n[0]["Labels"]["k"], "v");
 
-    e.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "ca",
-        "--network",
-        "testnet",
-        "busybox",
-        "sleep",
-        "1000",
-    ]);
-    e.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "cb",
-        "--network",
-        "testnet",
-        "--ip",
-        "10.89.0.50",
-        "busybox",
-        "sleep",
-        "1000",
-    ]);
+    sleeper(&e, "ca", &["--network", "testnet"]);
+    sleeper(&e, "cb", &["--network", "testnet", "--ip", "10.89.0.50"]);
     assert_eq!(ip_of(&e, "ca", "testnet"), "10.89.0.2");
     assert_eq!(ip_of(&e, "cb", "testnet"), "10.89.0.50");
     // Inside: eth0 with the address, a default route via the gateway, /etc/hosts names the container.
@@ -265,17 +251,7 @@ while True:
     );
     assert_eq!(stdout(&o), "echo ping\n", "{}", stderr(&o));
     // Hairpin: another container, and the container itself, through the host's address.
-    e.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "client",
-        "--network",
-        "bridge",
-        "busybox",
-        "sleep",
-        "1000",
-    ]);
+    sleeper(&e, "client", &["--network", "bridge"]);
     let page = e.ok(&[
         "exec",
         "client",
@@ -511,34 +487,23 @@ fn names_and_aliases_resolve_on_a_user_network_and_the_rest_is_forwarded() {
         }
     }
     let _upstream = Kill(upstream);
-    e.ok(&[
-        "run",
-        "-d",
-        "--name",
+    sleeper(
+        &e,
         "db1",
-        "--network",
-        "appnet",
-        "--network-alias",
-        "database",
-        "busybox",
-        "sleep",
-        "1000",
-    ]);
-    e.ok(&[
-        "run",
-        "-d",
-        "--name",
+        &["--network", "appnet", "--network-alias", "database"],
+    );
+    sleeper(
+        &e,
         "app",
-        "--network",
-        "appnet",
-        "--dns",
-        "127.0.0.1",
-        "-v",
-        "/usr:/usr:ro",
-        "busybox",
-        "sleep",
-        "1000",
-    ]);
+        &[
+            "--network",
+            "appnet",
+            "--dns",
+            "127.0.0.1",
+            "-v",
+            "/usr:/usr:ro",
+        ],
+    );
     let resolv = e.ok(&["exec", "app", "cat", "/etc/resolv.conf"]);
     assert!(resolv.starts_with("nameserver 127.0.0.11\n"), "{resolv}");
     let db_ip = ip_of(&e, "db1", "appnet");
@@ -565,17 +530,7 @@ fn names_and_aliases_resolve_on_a_user_network_and_the_rest_is_forwarded() {
     let out = e.ok(&["exec", "app", "busybox", "nslookup", "database"]);
     assert!(out.contains(&db_ip), "after start: {out}");
     // A container on the default bridge has no embedded DNS (as docker's).
-    e.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "lone",
-        "--network",
-        "bridge",
-        "busybox",
-        "sleep",
-        "1000",
-    ]);
+    sleeper(&e, "lone", &["--network", "bridge"]);
     let resolv = e.ok(&["exec", "lone", "cat", "/etc/resolv.conf"]);
     assert!(!resolv.contains("127.0.0.11"), "{resolv}");
 }
@@ -585,28 +540,8 @@ fn connect_and_disconnect_a_running_container() {
     let e = env();
     e.ok(&["network", "create", "--subnet", "10.81.0.0/24", "front"]);
     e.ok(&["network", "create", "--subnet", "10.82.0.0/24", "back"]);
-    e.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "proxy",
-        "--network",
-        "front",
-        "busybox",
-        "sleep",
-        "1000",
-    ]);
-    e.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "api",
-        "--network",
-        "back",
-        "busybox",
-        "sleep",
-        "1000",
-    ]);
+    sleeper(&e, "proxy", &["--network", "front"]);
+    sleeper(&e, "api", &["--network", "back"]);
     // Isolated networks: proxy cannot reach api yet.
     let api = ip_of(&e, "api", "back");
     let o = e.run(&["exec", "proxy", "ping", "-c", "1", "-W", "1", &api]);
@@ -650,17 +585,7 @@ fn connect_and_disconnect_a_running_container() {
     assert!(!addrs.contains("10.82.0.100"), "{addrs}");
     assert_eq!(ip_of(&e, "proxy", "back"), "");
     // A container without a bridge network cannot be connected.
-    e.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "lonely",
-        "--network",
-        "none",
-        "busybox",
-        "sleep",
-        "1000",
-    ]);
+    sleeper(&e, "lonely", &["--network", "none"]);
     let err = e.fails(&["network", "connect", "front", "lonely"]);
     assert!(err.contains("not on a bridge network"), "{err}");
 }

@@ -16,6 +16,7 @@ use net::NetError;
 use serde::{Deserialize, Serialize};
 
 use crate::container::EngineError;
+use crate::spec::short_id;
 
 impl From<NetError> for EngineError {
     fn from(e: NetError) -> Self {
@@ -180,13 +181,7 @@ pub fn attach_at_create(
     ports: &[PortSpec],
 ) -> Result<Attached, EngineError> {
     let network = resolve(store, network)?;
-    let ip =
-        match ip {
-            Some(s) => Some(s.parse::<Ipv4Addr>().map_err(|_| {
-                EngineError::Invalid(format!("invalid --ip {s:?}: an IPv4 address"))
-            })?),
-            None => None,
-        };
+    let ip = parse_ip(ip)?;
     let mut requests = Vec::new();
     for p in ports {
         requests.push(PortRequest {
@@ -228,6 +223,15 @@ fn host_if(container_id: &str, network_id: &str) -> String {
     let c = &container_id[..7.min(container_id.len())];
     let n = &network_id[..7.min(network_id.len())];
     format!("v{c}{n}")
+}
+
+/// `--ip`, when given.
+fn parse_ip(ip: Option<&str>) -> Result<Option<Ipv4Addr>, EngineError> {
+    ip.map(|s| {
+        s.parse::<Ipv4Addr>()
+            .map_err(|_| EngineError::Invalid(format!("invalid --ip {s:?}: an IPv4 address")))
+    })
+    .transpose()
 }
 
 fn fw_network(n: &Network) -> FwNetwork {
@@ -384,14 +388,8 @@ pub fn connect(
     }
     let mut names = vec![name.to_string()];
     names.extend(aliases.iter().cloned());
-    names.push(container_id[..12.min(container_id.len())].to_string());
-    let ip =
-        match ip {
-            Some(s) => Some(s.parse::<Ipv4Addr>().map_err(|_| {
-                EngineError::Invalid(format!("invalid --ip {s:?}: an IPv4 address"))
-            })?),
-            None => None,
-        };
+    names.push(short_id(container_id));
+    let ip = parse_ip(ip)?;
     let lease = store.allocate(&n.id, container_id, ip, &names)?;
     if let Some(pid) = pid {
         let host = Netns::default();
@@ -427,7 +425,7 @@ pub fn disconnect(root: &Path, container_id: &str, network: &str) -> Result<Netw
     let Some((_, lease)) = leases.iter().find(|(x, _)| x.id == n.id) else {
         return Err(EngineError::Conflict(format!(
             "container {} is not connected to network {}",
-            &container_id[..12.min(container_id.len())],
+            short_id(container_id),
             n.name
         )));
     };

@@ -432,7 +432,8 @@ fn build_with_env(
     Ok(spec)
 }
 
-fn short_id(id: &str) -> String {
+/// The first 12 characters of an id, as docker shows it.
+pub(crate) fn short_id(id: &str) -> String {
     id.chars().take(12).collect()
 }
 

@@ -241,7 +241,7 @@ fn is_up_with(json: &str, addr: Ipv4Addr, prefix: u8) -> bool {
     up && has_addr
 }
 
-/// The `info_kind` of the interface in `ip -d -j link show` output ("bridge", "veth", ...).
+/// The `info_kind` of the interface in `ip -d -j link show` or `addr show` output ("bridge", "veth", ...).
 fn link_kind(json: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(json).ok()?;
     v.get(0)?
